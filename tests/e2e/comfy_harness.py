@@ -1,0 +1,353 @@
+"""A real ComfyUI server for end-to-end tests: start it headless on the CPU with only this pack, talk to it.
+
+`ComfyServer` runs ComfyUI's own ``main.py`` in a subprocess with a throw-away base directory; this pack is
+made visible through an ``extra_model_paths`` yaml whose ``custom_nodes`` entry points at a folder holding a
+symlink to the repository (the trick ComfyUI's own tests/execution uses). `ComfyClient` posts API-format
+prompts and waits for them on the websocket, as ComfyUI's script_examples/websockets_api_example.py does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_COMFYUI_DIR = REPO_ROOT / ".cache" / "comfyui"
+# The folder name ComfyUI sees for this pack (what a user's git clone is called); also its module name.
+PACK_DIR_NAME = "ComfyUI-StereoCrafter3D"
+
+
+def comfyui_dir() -> Path:
+    """Where ComfyUI is installed: $SC3D_COMFYUI_DIR, else .cache/comfyui (scripts/install_test_deps.sh)."""
+    return Path(os.environ.get("SC3D_COMFYUI_DIR", DEFAULT_COMFYUI_DIR))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip the calling test (locally) or fail it (CI=true) when a dependency of the e2e tests is missing."""
+    import pytest
+
+    if not condition:
+        if in_ci():
+            pytest.fail(f"{reason} (CI=true: the e2e tests must run)", pytrace=False)
+        pytest.skip(reason)
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+class ComfyServer:
+    """ComfyUI ``main.py --cpu`` in a subprocess, loading only this pack, with its own base directory."""
+
+    def __init__(
+        self,
+        base_dir: Path,
+        comfy_dir: Path | None = None,
+        python: str | None = None,
+        extra_args: list[str] | None = None,
+    ):
+        self.comfy_dir = comfy_dir or comfyui_dir()
+        self.base_dir = Path(base_dir)
+        self.python = python or sys.executable
+        self.extra_args = list(extra_args or [])
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.base_dir / "comfyui.log"
+        self._log_file = None
+
+    # -- layout -------------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def input_dir(self) -> Path:
+        return self.base_dir / "input"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.base_dir / "output"
+
+    def _prepare_base_dir(self) -> Path:
+        for sub in ("custom_nodes", "input", "output", "temp", "models", "user/default"):
+            (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
+        nodes_root = self.base_dir / "custom_nodes_root"
+        nodes_root.mkdir(exist_ok=True)
+        link = nodes_root / PACK_DIR_NAME
+        if not link.exists():
+            try:
+                link.symlink_to(REPO_ROOT, target_is_directory=True)
+            except OSError:  # no symlinks (e.g. Windows without privileges): copy what the pack needs
+                shutil.copytree(
+                    REPO_ROOT,
+                    link,
+                    ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "tests", "bench", "__pycache__", "*.mp4"),
+                )
+        paths_yaml = self.base_dir / "paths.yaml"
+        paths_yaml.write_text(
+            f"sc3d_e2e:\n    base_path: {json.dumps(str(self.base_dir))}\n    custom_nodes: custom_nodes_root\n"
+        )
+        # No first-run template browser and no minimap over the canvas in the browser tests' screenshots.
+        settings = self.base_dir / "user" / "default" / "comfy.settings.json"
+        if not settings.exists():
+            settings.write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}))
+        return paths_yaml
+
+    def command(self) -> list[str]:
+        return [
+            self.python,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-auto-launch",
+            "--dont-print-server",
+            "--base-directory",
+            str(self.base_dir),
+            "--extra-model-paths-config",
+            str(self.base_dir / "paths.yaml"),
+            "--disable-all-custom-nodes",
+            "--whitelist-custom-nodes",
+            PACK_DIR_NAME,
+            "--database-url",
+            "sqlite:///:memory:",
+            "--disable-api-nodes",
+            *self.extra_args,
+        ]
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    def start(self, timeout: float = 180.0) -> None:
+        if not (self.comfy_dir / "main.py").is_file():
+            raise ServerError(f"ComfyUI not found in {self.comfy_dir} (run scripts/install_test_deps.sh)")
+        self._prepare_base_dir()
+        last_error: Exception | None = None
+        for _attempt in range(3):  # a port picked by free_port() can be taken before the server binds it
+            self.port = free_port()
+            self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+            env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
+            self.proc = subprocess.Popen(
+                self.command(),
+                cwd=self.comfy_dir,
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+            try:
+                self._wait_ready(timeout)
+                return
+            except ServerError as exc:
+                last_error = exc
+                address_in_use = "address already in use" in self.log_tail(30).lower()
+                self.stop()
+                if not address_in_use:
+                    break
+        raise ServerError(f"{last_error}\n--- ComfyUI log ---\n{self.log_tail()}")
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise ServerError(f"ComfyUI exited with code {code} before it was ready")
+            try:
+                with urllib.request.urlopen(self.url + "/system_stats", timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise ServerError(f"ComfyUI did not answer on {self.url} within {timeout:.0f} s")
+            time.sleep(delay)  # polling interval, not a synchronisation point
+            delay = min(delay * 1.5, 1.0)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=10)
+        self.proc = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 200) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def __enter__(self) -> ComfyServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PromptError(AssertionError):
+    """A prompt was rejected by validation or failed while executing; the message carries ComfyUI's report."""
+
+
+@dataclass
+class PromptResult:
+    prompt_id: str
+    history: dict[str, Any]
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.history.get("outputs", {})
+
+    def saved_files(self, output_dir: Path) -> list[Path]:
+        """Every file an output node reported (SaveImage 'images', SaveVideo 'images'/'animated', ...)."""
+        files = []
+        for node_output in self.outputs.values():
+            for items in node_output.values():
+                if not isinstance(items, list):
+                    continue
+                for item in items:
+                    if isinstance(item, dict) and "filename" in item and item.get("type", "output") == "output":
+                        files.append(output_dir / item.get("subfolder", "") / item["filename"])
+        return files
+
+
+class ComfyClient:
+    """HTTP + websocket client for one ComfyUI server."""
+
+    def __init__(self, url: str, server: ComfyServer | None = None):
+        self.url = url.rstrip("/")
+        self.server = server
+        self.client_id = uuid.uuid4().hex
+
+    def get_json(self, path: str, timeout: float = 60) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+            return json.loads(resp.read())
+
+    def post_json(self, path: str, body: Any, timeout: float = 60) -> Any:
+        req = urllib.request.Request(
+            self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            data = resp.read()
+            return json.loads(data) if data else None
+
+    def object_info(self, node_class: str | None = None) -> dict[str, Any]:
+        path = "/object_info" + (f"/{urllib.parse.quote(node_class)}" if node_class else "")
+        return self.get_json(path)
+
+    def _log_hint(self) -> str:
+        return f"\n--- ComfyUI log (tail) ---\n{self.server.log_tail(80)}" if self.server else ""
+
+    def queue_prompt(self, prompt: dict[str, Any], workflow: dict[str, Any] | None = None) -> str:
+        body: dict[str, Any] = {"prompt": prompt, "client_id": self.client_id}
+        if workflow is not None:
+            body["extra_data"] = {"extra_pnginfo": {"workflow": workflow}}
+        try:
+            answer = self.post_json("/prompt", body)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            try:
+                detail = json.dumps(json.loads(detail), indent=2)
+            except ValueError:
+                pass
+            raise PromptError(f"ComfyUI rejected the prompt (HTTP {exc.code}):\n{detail}") from None
+        if answer.get("node_errors"):
+            raise PromptError(f"ComfyUI reported node errors: {json.dumps(answer['node_errors'], indent=2)}")
+        return answer["prompt_id"]
+
+    def run(
+        self, prompt: dict[str, Any], timeout: float = 300.0, workflow: dict[str, Any] | None = None
+    ) -> PromptResult:
+        """Queue ``prompt`` (API format), wait for it to finish and return its history entry.
+
+        Raises `PromptError` with ComfyUI's message and traceback on a validation or execution error.
+        """
+        import websocket  # websocket-client (requirements-dev.txt)
+
+        ws = websocket.create_connection(
+            f"ws://{self.url.split('://', 1)[1]}/ws?clientId={self.client_id}", timeout=timeout
+        )
+        messages: list[dict[str, Any]] = []
+        try:
+            prompt_id = self.queue_prompt(prompt, workflow)
+            deadline = time.monotonic() + timeout
+            while True:
+                ws.settimeout(max(0.001, deadline - time.monotonic()))  # past the deadline: recv times out
+                try:
+                    raw = ws.recv()
+                except websocket.WebSocketTimeoutException:
+                    queue = self.get_json("/queue")
+                    raise PromptError(
+                        f"prompt {prompt_id} did not finish within {timeout:.0f} s; queue: "
+                        f"{len(queue.get('queue_running', []))} running, "
+                        f"{len(queue.get('queue_pending', []))} pending{self._log_hint()}"
+                    ) from None
+                except (websocket.WebSocketConnectionClosedException, ConnectionError) as exc:
+                    raise PromptError(
+                        f"lost the websocket while waiting for {prompt_id}: {exc}{self._log_hint()}"
+                    ) from None
+                if not isinstance(raw, str):
+                    continue  # binary preview frames
+                msg = json.loads(raw)
+                data = msg.get("data") or {}
+                if data.get("prompt_id") not in (None, prompt_id):
+                    continue
+                messages.append(msg)
+                kind = msg.get("type")
+                if kind == "execution_error" and data.get("prompt_id") == prompt_id:
+                    raise PromptError(
+                        f"node {data.get('node_id')} ({data.get('node_type')}) failed: "
+                        f"{data.get('exception_type')}: {data.get('exception_message')}\n"
+                        + "".join(data.get("traceback") or [])
+                    )
+                if kind == "execution_interrupted" and data.get("prompt_id") == prompt_id:
+                    raise PromptError(f"prompt {prompt_id} was interrupted")
+                if kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                    break
+        finally:
+            ws.close()
+        history = self.get_json(f"/history/{prompt_id}").get(prompt_id, {})
+        status = history.get("status", {})
+        if status and status.get("status_str") not in (None, "success"):
+            raise PromptError(f"prompt {prompt_id} ended with status {status}")
+        return PromptResult(prompt_id, history, messages)

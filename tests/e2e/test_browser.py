@@ -1,0 +1,91 @@
+"""The real ComfyUI frontend in headless chromium: the pack's nodes are registered there and every example
+workflow loads without a missing-nodes or error dialog, converts like the frontend does, and runs from the UI.
+Screenshots go to tests/_artifacts/."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from browser import browser_available, comfy_frontend
+from comfy_harness import require
+from test_example_workflows import EXAMPLES
+from workflow_convert import ui_to_api
+
+PACK_NODES = {
+    "SC3D_ForwardSplat": "ForwardSplat",
+    "SC3D_ComposeSBS": "ComposeSBS",
+    "SC3D_ComposeAnaglyph": "ComposeAnaglyph",
+}
+
+
+@pytest.fixture(scope="module")
+def ui(comfy_server, clips, tmp_path_factory):
+    ok, reason = browser_available()
+    require(ok, reason)
+    with comfy_frontend(comfy_server.url, tmp_path_factory.mktemp("chromium-profile")) as page:
+        yield page
+        assert not page.page_errors, f"uncaught errors in the frontend: {page.page_errors}"
+
+
+def test_frontend_registers_pack_nodes(ui):
+    found = ui.page.evaluate(
+        """(ids) => Object.fromEntries(ids.map(t => [t, LiteGraph.registered_node_types[t]
+                ? [LiteGraph.registered_node_types[t].title, LiteGraph.registered_node_types[t].category] : null]))""",
+        list(PACK_NODES),
+    )
+    for node_id, display in PACK_NODES.items():
+        assert found[node_id] is not None, f"{node_id} is not registered in the frontend"
+        title, category = found[node_id]
+        assert title == display and category.startswith("StereoCrafter3D")
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_loads_and_runs_in_frontend(ui, object_info, artifacts_dir, path: Path):
+    workflow = json.loads(path.read_text())
+    ui.load_workflow(workflow)
+    dialogs = ui.visible_dialogs()
+    assert not dialogs, f"loading {path.name} opened: {dialogs}"
+    nodes = ui.graph_nodes()
+    assert len(nodes) == len(workflow["nodes"])
+    broken = [n for n in nodes if not n["registered"] or n["has_errors"]]
+    assert not broken, f"nodes with unregistered types: {broken}"
+
+    # The frontend keeps every widget value as saved (nothing clamped, reset or dropped) ...
+    saved = {n["id"]: n.get("widgets_values") for n in workflow["nodes"]}
+    loaded = {n["id"]: n.get("widgets_values") for n in ui.serialize()["nodes"]}
+    assert loaded == saved
+
+    # ... and queues the prompt our converter makes from the file. (The frontend also sends the value of
+    # LoadVideo's preview widget, "video-preview": "", which is no node input and which the server ignores.)
+    def declared(node: dict) -> dict:
+        spec = object_info[node["class_type"]]["input"]
+        names = {name for section in ("required", "optional") for name in spec.get(section, {})}
+        return {"class_type": node["class_type"], "inputs": {k: v for k, v in node["inputs"].items() if k in names}}
+
+    ours = {k: declared(v) for k, v in ui_to_api(workflow, object_info).items()}
+    theirs = {k: declared(v) for k, v in ui.graph_to_prompt().items()}
+    assert theirs == ours
+
+    ui.fit_view()
+    ui.screenshot(artifacts_dir / f"{path.stem}.png")
+    outputs = ui.queue_and_wait("SaveVideo")
+    assert outputs and all(o["images"][0]["filename"].endswith(".mp4") for o in outputs), outputs
+    ui.wait_for_videos("type=output", 1)
+    assert not ui.visible_dialogs(), f"running {path.name} from the UI opened: {ui.visible_dialogs()}"
+    ui.screenshot(artifacts_dir / f"{path.stem}-ran.png")
+
+
+def test_missing_node_types_are_detected(ui, artifacts_dir):
+    """The checks above can fail: a workflow with an unknown node type opens the missing-nodes dialog."""
+    workflow = json.loads(EXAMPLES[0].read_text())
+    broken = copy.deepcopy(workflow)
+    broken["nodes"][-1]["type"] = "SC3D_NoSuchNode"
+    ui.load_workflow(broken)
+    ui.page.wait_for_function("() => document.body.innerText.includes('SC3D_NoSuchNode')", timeout=10_000)
+    assert any("missing" in d.lower() and "SC3D_NoSuchNode" in d for d in ui.visible_dialogs())
+    assert [n["type"] for n in ui.graph_nodes() if not n["registered"]] == ["SC3D_NoSuchNode"]
+    ui.screenshot(artifacts_dir / "missing-node-dialog.png")
+    ui.page.keyboard.press("Escape")

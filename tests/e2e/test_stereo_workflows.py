@@ -1,0 +1,169 @@
+"""API-format prompts through the real server: video + depth → ForwardSplat → ComposeSBS / ComposeAnaglyph →
+core save nodes, and checks on the files written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from comfy_harness import PromptError
+from media import best_horizontal_shift, read_video
+from PIL import Image
+
+PROMPT_TIMEOUT = 240
+
+
+def splat_prompt(source: str, depth: str, depth_as_mask: bool = False, **splat: object) -> dict:
+    """LoadVideo ×2 → GetVideoComponents ×2 → SC3D_ForwardSplat (node "5"); depth optionally as a MASK."""
+    prompt = {
+        "1": {"class_type": "LoadVideo", "inputs": {"file": source}},
+        "2": {"class_type": "GetVideoComponents", "inputs": {"video": ["1", 0]}},
+        "3": {"class_type": "LoadVideo", "inputs": {"file": depth}},
+        "4": {"class_type": "GetVideoComponents", "inputs": {"video": ["3", 0]}},
+        "5": {
+            "class_type": "SC3D_ForwardSplat",
+            "inputs": {
+                "images": ["2", 0],
+                "depth": ["4", 0],
+                "max_disparity": 20.0,
+                "disparity_unit": "pixels",
+                "convergence": 0.5,
+                "invert": False,
+                "reference_edges": False,
+                "preview_scale": 0.5,
+                "backend": "torch",
+                **splat,
+            },
+        },
+    }
+    if depth_as_mask:
+        prompt["4m"] = {"class_type": "ImageToMask", "inputs": {"image": ["4", 0], "channel": "red"}}
+        prompt["5"]["inputs"]["depth"] = ["4m", 0]
+    return prompt
+
+
+def saved_pngs(result, output_dir: Path, node: str) -> list[np.ndarray]:
+    images = result.outputs[node]["images"]
+    files = [output_dir / i["subfolder"] / i["filename"] for i in images]
+    for f in files:
+        assert f.is_file(), f"{f} was reported but not written"
+    return [np.asarray(Image.open(f).convert("RGB")) for f in files]
+
+
+@pytest.fixture(scope="module")
+def decoded_source(clips, comfy_server):
+    """The source clip's frames as ComfyUI decodes them (same PyAV), [N,H,W,3] uint8."""
+    return read_video(comfy_server.input_dir / clips.source_name).frames
+
+
+LAYOUT_SIZES = {  # layout -> (width factor, height factor) on a 480x270 input
+    "full SBS": (960, 270),
+    "half SBS": (480, 270),
+    "full TB": (480, 540),
+    "half TB": (480, 270),
+    "cross-eyed full SBS": (960, 270),
+    "cross-eyed half SBS": (480, 270),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUT_SIZES))
+def test_sbs_layouts(comfy, comfy_server, clips, decoded_source, layout):
+    prompt = splat_prompt(clips.source_name, clips.depth_name)
+    prompt["6"] = {
+        "class_type": "SC3D_ComposeSBS",
+        "inputs": {"left": ["2", 0], "right": ["5", 0], "layout": layout, "resize_filter": "bicubic"},
+    }
+    prefix = "e2e/sbs_" + layout.replace(" ", "_")
+    prompt["7"] = {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": prefix}}
+    prompt["8"] = {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": prefix + "_right"}}
+    result = comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+
+    frames = saved_pngs(result, comfy_server.output_dir, "7")
+    rights = saved_pngs(result, comfy_server.output_dir, "8")
+    assert len(frames) == clips.frames == len(rights)
+    w, h = LAYOUT_SIZES[layout]
+    assert {f.shape for f in frames} == {(h, w, 3)}, f"{layout}: got {frames[0].shape}, want {(h, w, 3)}"
+    assert {r.shape for r in rights} == {(270, 480, 3)}
+    if layout not in ("full SBS", "cross-eyed full SBS"):
+        return
+    for i, (frame, right, src) in enumerate(zip(frames, rights, decoded_source, strict=True)):
+        first, second = frame[:, :480], frame[:, 480:]
+        if layout.startswith("cross-eyed"):
+            first, second = second, first
+        # The left eye is the input frame, untouched (SaveImage truncates 255*x: allow 1 level).
+        diff = np.abs(first.astype(int) - src.astype(int))
+        assert diff.max() <= 1, f"frame {i}: left eye differs from the input by up to {diff.max()}"
+        assert np.array_equal(second, right), f"frame {i}: right half is not ForwardSplat's right output"
+        # The right eye is the scene shifted horizontally: the constant far background (rows above and below
+        # the near disc) moves by one non-zero disparity, so a shifted left eye matches it closely there.
+        bg_rows = np.r_[0:60, 210:270]
+        shift, err = best_horizontal_shift(src[bg_rows], second[bg_rows], max_shift=40)
+        zero_err = best_horizontal_shift(src[bg_rows], second[bg_rows], max_shift=0)[1]
+        assert shift != 0, f"frame {i}: the background of the right eye is not shifted"
+        assert err < 5 and err < 0.3 * zero_err, (
+            f"frame {i}: right eye background is not the shifted left eye (shift {shift}: error {err:.1f}, "
+            f"unshifted {zero_err:.1f})"
+        )
+
+
+def test_anaglyph_video_with_mask_depth_and_audio(comfy, comfy_server, clips, decoded_source):
+    prompt = splat_prompt(clips.source_name, clips.depth_name, depth_as_mask=True)
+    prompt["6"] = {
+        "class_type": "SC3D_ComposeAnaglyph",
+        "inputs": {"left": ["2", 0], "right": ["5", 0], "method": "color"},
+    }
+    prompt["7"] = {"class_type": "CreateVideo", "inputs": {"images": ["6", 0], "fps": ["2", 2], "audio": ["2", 1]}}
+    prompt["8"] = {
+        "class_type": "SaveVideo",
+        "inputs": {"video": ["7", 0], "filename_prefix": "e2e/anaglyph", "format": "mp4", "codec": "h264"},
+    }
+    prompt["9"] = {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "e2e/anaglyph_right"}}
+    result = comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+
+    files = [f for f in result.saved_files(comfy_server.output_dir) if f.suffix == ".mp4"]
+    assert len(files) == 1 and files[0].is_file(), f"saved: {result.outputs}"
+    video = read_video(files[0])
+    assert video.frames.shape == (clips.frames, 270, 480, 3)
+    assert video.fps == 24
+    assert video.audio_streams == 1 and video.audio_samples > 0, "the source's audio was lost"
+    rights = np.stack(saved_pngs(result, comfy_server.output_dir, "9")).astype(float)
+    out = video.frames.astype(float)
+    # color method: red from the left eye, green and blue from the right. H.264 4:2:0 smears the saturated
+    # anaglyph colours (mean error ~10 levels), so compare with the other eye as well: must be far closer.
+    src = decoded_source.astype(float)
+    red_err, red_other = np.abs(out[..., 0] - src[..., 0]).mean(), np.abs(out[..., 0] - rights[..., 0]).mean()
+    gb_err, gb_other = np.abs(out[..., 1:] - rights[..., 1:]).mean(), np.abs(out[..., 1:] - src[..., 1:]).mean()
+    assert red_err < 14 and red_err < 0.5 * red_other, (
+        f"anaglyph red is not the left eye: error {red_err:.1f} vs the left, {red_other:.1f} vs the right"
+    )
+    assert gb_err < 10 and gb_err < 0.3 * gb_other, (
+        f"anaglyph green/blue are not the right eye: error {gb_err:.1f} vs the right, {gb_other:.1f} vs the left"
+    )
+
+
+def test_frame_count_mismatch_is_reported(comfy, clips):
+    prompt = splat_prompt(clips.source_name, clips.short_depth_name)
+    prompt["9"] = {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}}
+    with pytest.raises(PromptError) as err:
+        comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+    message = str(err.value)
+    assert "SC3D_ForwardSplat" in message
+    assert "frame" in message.lower(), message
+
+
+def test_invalid_widget_value_is_reported(comfy, clips):
+    # ComfyUI 0.3.75's validate_prompt only checks legacy list-type combos, not V3 "COMBO" inputs, so a bad
+    # value may pass validation; the node itself must then fail with a message naming the value.
+    prompt = splat_prompt(clips.source_name, clips.depth_name, disparity_unit="inches")
+    prompt["9"] = {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}}
+    with pytest.raises(PromptError, match="inches"):
+        comfy.run(prompt, timeout=60)
+
+
+def test_timeout_is_reported(comfy, clips):
+    """The harness's own failure path: a prompt that outlives its timeout raises, naming the queue."""
+    prompt = splat_prompt(clips.source_name, clips.depth_name, max_disparity=7.0)
+    prompt["9"] = {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "e2e/timeout"}}
+    with pytest.raises(PromptError, match="did not finish within"):
+        comfy.run(prompt, timeout=0.001)

@@ -1,0 +1,189 @@
+"""UI-format workflow (what File → Save and example_workflows/ hold) → API-format prompt, checked against
+the server's /object_info.
+
+The UI format stores widget values *positionally* in ``widgets_values``; their names come from the node
+definitions: the widget inputs (not socket-only types such as IMAGE) in ``input_order`` (required, then
+optional). The frontend inserts extra values that are not inputs: ``control_after_generate`` after seed-like
+INT widgets, and the upload button's value after combos with ``image_upload``/``video_upload``/... . Links
+are ``[id, origin_id, origin_slot, target_id, target_slot, type]``. Covers what our examples use plus
+Note/MarkdownNote (dropped), Reroute (followed) and PrimitiveNode (its value goes to the target widget);
+muted nodes are dropped; bypassed nodes and subgraphs are not supported (raise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+VIRTUAL_NODES = {"Note", "MarkdownNote"}
+UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload", "upload")
+SEED_NAMES = {"seed", "noise_seed"}
+
+
+class WorkflowError(ValueError):
+    pass
+
+
+@dataclass
+class Widget:
+    name: str
+    type: str  # INT, FLOAT, STRING, BOOLEAN or COMBO
+    options: dict[str, Any]
+    combo_values: list[Any] | None = None
+
+    @property
+    def extra_values(self) -> int:
+        """Values the frontend stores after this widget that are not node inputs."""
+        extra = 0
+        if self.type in ("INT", "FLOAT", "COMBO") and (
+            self.options.get("control_after_generate") or (self.type == "INT" and self.name in SEED_NAMES)
+        ):
+            extra += 1
+        if self.type == "COMBO" and any(self.options.get(flag) for flag in UPLOAD_FLAGS):
+            extra += 1
+        return extra
+
+
+def _input_specs(info: dict[str, Any]) -> list[tuple[str, Any, dict[str, Any]]]:
+    """(name, type, options) of every required then optional input, in the node's declared order."""
+    specs = []
+    order = info.get("input_order") or {s: list(info["input"].get(s, {})) for s in ("required", "optional")}
+    for section in ("required", "optional"):
+        for name in order.get(section, []):
+            spec = info["input"][section][name]
+            specs.append((name, spec[0], spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}))
+    return specs
+
+
+def widgets_of(info: dict[str, Any]) -> list[Widget]:
+    """The widget inputs of a node definition from /object_info, in ``widgets_values`` order."""
+    widgets = []
+    for name, typ, options in _input_specs(info):
+        if isinstance(typ, list):  # legacy combo: the type is the list of values
+            widgets.append(Widget(name, "COMBO", options, list(typ)))
+        elif typ == "COMBO":
+            widgets.append(Widget(name, "COMBO", options, list(options.get("options", []))))
+        elif typ in WIDGET_TYPES and not options.get("forceInput"):
+            widgets.append(Widget(name, typ, options))
+    return widgets
+
+
+def check_widget_value(node_label: str, widget: Widget, value: Any) -> list[str]:
+    """Problems with ``value`` for ``widget`` (empty list if fine)."""
+    where = f"{node_label} widget {widget.name!r}"
+    o = widget.options
+    if widget.type == "COMBO":
+        if value not in widget.combo_values:
+            return [f"{where}: {value!r} is not one of {widget.combo_values}"]
+        return []
+    if widget.type == "BOOLEAN":
+        return [] if isinstance(value, bool) else [f"{where}: {value!r} is not a boolean"]
+    if widget.type == "STRING":
+        return [] if isinstance(value, str) else [f"{where}: {value!r} is not a string"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return [f"{where}: {value!r} is not a number"]
+    if widget.type == "INT" and not float(value).is_integer():
+        return [f"{where}: {value!r} is not an integer"]
+    problems = []
+    if "min" in o and value < o["min"]:
+        problems.append(f"{where}: {value} < min {o['min']}")
+    if "max" in o and value > o["max"]:
+        problems.append(f"{where}: {value} > max {o['max']}")
+    return problems
+
+
+def ui_to_api(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict[str, Any]:
+    """Converts a UI-format workflow to an API-format prompt; raises `WorkflowError` listing every problem
+    (unknown node types, wrong number of widget values, widget values outside what /object_info allows)."""
+    if workflow.get("definitions", {}).get("subgraphs"):
+        raise WorkflowError("subgraphs are not supported by this converter")
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    links = {}
+    for link in workflow.get("links", []):
+        if isinstance(link, dict):  # schema 1.0 objects
+            link = [
+                link["id"],
+                link["origin_id"],
+                link["origin_slot"],
+                link["target_id"],
+                link["target_slot"],
+                link.get("type"),
+            ]
+        links[link[0]] = link
+
+    problems: list[str] = []
+
+    def resolve(link_id: int) -> list[Any] | None:
+        """[origin id, slot] of the real node a link comes from, following Reroutes."""
+        seen = set()
+        while link_id is not None and link_id not in seen:
+            seen.add(link_id)
+            _, origin, slot, *_ = links[link_id]
+            src = nodes[origin]
+            if src["type"] == "Reroute":
+                link_id = (src.get("inputs") or [{}])[0].get("link")
+                continue
+            if src.get("mode", 0) == 2:
+                return None
+            if src["type"] == "PrimitiveNode":
+                return ["PRIMITIVE", src]
+            return [str(origin), slot]
+        return None
+
+    prompt: dict[str, Any] = {}
+    for node in sorted(nodes.values(), key=lambda n: n["id"]):
+        ntype = node["type"]
+        label = f"node {node['id']} ({ntype})"
+        if ntype in VIRTUAL_NODES or ntype in ("Reroute", "PrimitiveNode"):
+            continue
+        mode = node.get("mode", 0)
+        if mode == 2:  # muted
+            continue
+        if mode == 4:
+            raise WorkflowError(f"{label} is bypassed; bypass is not supported by this converter")
+        info = object_info.get(ntype)
+        if info is None:
+            problems.append(f"{label}: node type {ntype!r} is not registered on the server")
+            continue
+        inputs: dict[str, Any] = {}
+        widgets = widgets_of(info)
+        values = node.get("widgets_values") or []
+        if isinstance(values, dict):
+            raise WorkflowError(f"{label}: dict-style widgets_values are not supported")
+        expected = sum(1 + w.extra_values for w in widgets)
+        if len(values) != expected:
+            problems.append(
+                f"{label}: {len(values)} widgets_values {values!r} but the node has {expected} widget values "
+                f"({[w.name for w in widgets]})"
+            )
+        position = 0
+        for widget in widgets:
+            if position < len(values):
+                value = values[position]
+                problems.extend(check_widget_value(label, widget, value))
+                inputs[widget.name] = value
+            position += 1 + widget.extra_values
+        specs = {name: typ for name, typ, _ in _input_specs(info)}
+        for slot in node.get("inputs") or []:
+            name = slot.get("name")
+            if slot.get("link") is None:
+                continue
+            if name not in specs:
+                problems.append(f"{label}: linked input {name!r} does not exist on the node")
+                continue
+            source = resolve(slot["link"])
+            if source is None:
+                inputs.pop(name, None)
+            elif source[0] == "PRIMITIVE":
+                inputs[name] = (source[1].get("widgets_values") or [None])[0]
+            else:
+                inputs[name] = source
+        required = (info.get("input_order") or {}).get("required", list(info["input"].get("required", {})))
+        for name in required:
+            if name not in inputs:
+                problems.append(f"{label}: required input {name!r} is neither linked nor a widget")
+        prompt[str(node["id"])] = {"class_type": ntype, "inputs": inputs, "_meta": {"title": node.get("title", ntype)}}
+    if problems:
+        raise WorkflowError("workflow does not match /object_info:\n  " + "\n  ".join(problems))
+    return prompt
