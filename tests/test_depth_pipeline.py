@@ -1,0 +1,352 @@
+"""VideoDepthPipeline on tiny random models: windows, stitching, sizes, determinism, dtypes and input errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from stereocrafter.depth_pipeline import (
+    DepthSettings,
+    VideoDepthPipeline,
+    blend_weights,
+    check_frames,
+    effective_window,
+    euler_step,
+    karras_schedule,
+    minmax_normalize,
+    plan_windows,
+    processing_size,
+    rotate_window_noise,
+    scale_model_input,
+    stitch_window,
+)
+from stereocrafter.depthcrafter_unet import (
+    DepthCrafterUNet,
+    chunk_feed_forward,
+    load_depthcrafter_unet,
+    temporal_convs_as_2d,
+)
+from stereocrafter.svd_components import SVDComponents, load_svd_components
+from tests.tiny_models import make_depthcrafter_folder, make_svd_folder, single_thread, tiny_unet
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    with single_thread():
+        yield
+
+
+# Small windows keep the tests fast: window 6, overlap 2 (stride 4), 2 steps, CFG on.
+FAST = {"window_size": 6, "overlap": 2, "num_inference_steps": 2, "decode_chunk_size": 4}
+
+
+def fast(**overrides: object) -> DepthSettings:
+    return DepthSettings(**{**FAST, **overrides})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("depth_models")
+    return make_depthcrafter_folder(root / "DepthCrafter"), make_svd_folder(root / "svd")
+
+
+@pytest.fixture(scope="module")
+def parts(model_dirs: tuple[Path, Path]) -> tuple[DepthCrafterUNet, SVDComponents]:
+    return load_depthcrafter_unet(model_dirs[0], torch.float32), load_svd_components(model_dirs[1], torch.float32)
+
+
+@pytest.fixture(scope="module")
+def pipe(parts: tuple[DepthCrafterUNet, SVDComponents]) -> VideoDepthPipeline:
+    return VideoDepthPipeline(*parts, device="cpu", dtype=torch.float32)
+
+
+def clip(frames: int, height: int = 37, width: int = 53, seed: int = 0) -> torch.Tensor:
+    """A smooth moving gradient (structure for the tiny models to respond to) plus a little noise."""
+    g = torch.Generator().manual_seed(seed)
+    ys = torch.linspace(0, 1, height).view(1, height, 1, 1)
+    xs = torch.linspace(0, 1, width).view(1, 1, width, 1)
+    ts = torch.linspace(0, 1, frames).view(frames, 1, 1, 1)
+    base = (0.6 * xs + 0.3 * ys + 0.2 * ts).expand(frames, height, width, 3)
+    return (base + 0.05 * torch.rand(frames, height, width, 3, generator=g)).clamp(0, 1)
+
+
+# -- pure helpers
+
+
+@pytest.mark.parametrize(
+    ("hw", "expected"),
+    [
+        ((1080, 1920), (576, 1024)),
+        ((720, 1280), (576, 1024)),
+        ((2160, 3840), (576, 1024)),
+        ((820, 1920), (448, 1024)),
+        ((96, 160), (128, 128)),  # banker's rounding: round(1.5) = 2, round(2.5) = 2
+        ((37, 53), (64, 64)),
+        ((20, 2000), (64, 1024)),  # rounds to 0 -> raised to 64
+    ],
+)
+def test_processing_size(hw: tuple[int, int], expected: tuple[int, int]) -> None:
+    assert processing_size(*hw, max_res=1024) == expected
+
+
+def test_plan_windows() -> None:
+    assert plan_windows(5, 6, 2) == [(0, 5)]
+    assert plan_windows(6, 6, 2) == [(0, 6)]
+    assert plan_windows(13, 6, 2) == [(0, 6), (4, 10), (8, 13)]
+    assert plan_windows(7, 6, 2) == [(0, 6), (4, 7)]
+    assert effective_window(5, 6, 2) == (5, 0)
+    # StereoCrafter's settings: starts 0, 45, 90, ...; the last window keeps more than `overlap` frames.
+    windows = plan_windows(160, 70, 25)
+    assert [s for s, _ in windows] == [0, 45, 90]
+    assert windows[-1] == (90, 160)
+    assert plan_windows(12, 6, 0) == [(0, 6), (6, 12)]
+
+
+@pytest.mark.parametrize(("num_frames", "window", "overlap"), [(13, 6, 2), (160, 70, 25), (30, 7, 3), (9, 4, 1)])
+def test_shared_frames_get_the_same_noise(num_frames: int, window: int, overlap: int) -> None:
+    """Follow the reference's rotation through every window: a global frame always sees the same noise."""
+    window, overlap = effective_window(num_frames, window, overlap)
+    noise = torch.arange(window, dtype=torch.float32).view(1, window, 1, 1, 1).expand(1, window, 1, 2, 2).clone()
+    seen: dict[int, float] = {}
+    for start, end in plan_windows(num_frames, window, overlap):
+        for local in range(end - start):
+            value = noise[0, local, 0, 0, 0].item()
+            assert seen.setdefault(start + local, value) == value
+        noise = rotate_window_noise(noise, overlap)
+    assert len(seen) == num_frames
+
+
+def test_blend_weights_and_stitch() -> None:
+    weights = blend_weights(4)
+    assert weights.tolist() == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    result = torch.zeros(1, 10, 1, 1, 1)
+    stitch_window(result, torch.full((1, 6, 1, 1, 1), 5.0), 0, 6, None)
+    stitch_window(result, torch.full((1, 6, 1, 1, 1), 2.0), 2, 8, weights)
+    values = result.flatten().tolist()
+    # frames 2..5 crossfade from the old window (5) to the new (2); 6..7 new; 8..9 untouched.
+    assert values == pytest.approx([5, 5, 5, 4, 3, 2, 2, 2, 0, 0])
+
+
+def test_schedule_and_euler(parts: tuple[DepthCrafterUNet, SVDComponents]) -> None:
+    sigmas, timesteps, init_sigma = karras_schedule(parts[1], 8, torch.device("cpu"))
+    assert sigmas[0].item() == pytest.approx(700.0) and sigmas[-1].item() == 0.0 and len(timesteps) == 8
+    assert init_sigma.item() == pytest.approx((700.0**2 + 1) ** 0.5)
+    scheduler = parts[1].make_scheduler()
+    scheduler.set_timesteps(8)
+    sample = torch.randn(1, 3, 4, 2, 2) * 700
+    for i, t in enumerate(scheduler.timesteps):
+        v = torch.randn_like(sample)
+        assert torch.equal(scale_model_input(sample, sigmas[i]), scheduler.scale_model_input(sample, t))
+        expected = scheduler.step(v, t, sample).prev_sample
+        assert torch.equal(euler_step(v, sample, sigmas[i], sigmas[i + 1]), expected)
+        sample = expected
+
+
+def test_minmax_normalize() -> None:
+    out = minmax_normalize(torch.tensor([[2.0, 4.0], [3.0, 6.0]]))
+    assert out.min() == 0 and out.max() == 1
+    assert torch.all(minmax_normalize(torch.ones(2, 3)) == 0.5)
+
+
+# -- the pipeline
+
+
+@pytest.mark.parametrize("num_frames", [1, 5, 6, 13])
+def test_output_length_and_size(pipe: VideoDepthPipeline, num_frames: int) -> None:
+    depth = pipe(clip(num_frames), fast())
+    assert depth.shape == (num_frames, 37, 53) and depth.dtype == torch.float32 and depth.device.type == "cpu"
+    assert depth.min().item() == 0.0 and depth.max().item() == 1.0
+    assert pipe.last_stats.processing_size == (64, 64)
+    assert pipe.last_stats.windows == plan_windows(num_frames, 6, 2)
+
+
+def test_deterministic_for_a_seed(pipe: VideoDepthPipeline) -> None:
+    frames = clip(7)
+    first, second = pipe(frames, fast(seed=3)), pipe(frames, fast(seed=3))
+    assert torch.equal(first, second)
+    assert not torch.equal(first, pipe(frames, fast(seed=4)))
+
+
+def test_window_noise_shared_in_the_pipeline(pipe: VideoDepthPipeline) -> None:
+    """At step 0, window 2's overlap frames = window 1's last frames' noise (+ x0_prev/√(σ²+1), tiny at σ=700)."""
+    samples: list[torch.Tensor] = []
+
+    def record(_module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        samples.append((args[0] if args else kwargs["sample"])[:, :, :4].clone())
+
+    handle = pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        pipe(clip(13), fast(guidance_scale=1.0))
+    finally:
+        handle.remove()
+    steps = FAST["num_inference_steps"]
+    first, second, third = samples[0], samples[steps], samples[2 * steps]
+    assert first.shape[1] == 6 and second.shape[1] == 6 and third.shape[1] == 5
+    torch.testing.assert_close(second[:, :2], first[:, 4:6], atol=0.02, rtol=0)  # shared frames: same noise
+    torch.testing.assert_close(second[:, 2:], first[:, :4], atol=1e-5, rtol=0)  # rotation: fresh frames
+    torch.testing.assert_close(third[:, :2], second[:, 4:6], atol=0.02, rtol=0)
+
+
+def test_progress_and_interrupt(pipe: VideoDepthPipeline) -> None:
+    calls: list[tuple[int, int]] = []
+    pipe(clip(13), fast(), progress=lambda w, s: calls.append((w, s)))
+    assert calls == [(w, s) for w in range(3) for s in range(2)]
+    assert VideoDepthPipeline.num_progress_steps(13, fast()) == 6
+
+    class Stop(Exception):
+        pass
+
+    def interrupt() -> None:
+        if len(calls) >= 8:
+            raise Stop
+
+    with pytest.raises(Stop):
+        pipe(clip(13), fast(), progress=lambda w, s: calls.append((w, s)), interrupt=interrupt)
+
+
+def test_batched_cfg_equals_two_passes(pipe: VideoDepthPipeline) -> None:
+    frames = clip(7)
+    batched = pipe(frames, fast(batch_cfg=True))
+    separate = pipe(frames, fast(batch_cfg=False))
+    torch.testing.assert_close(batched, separate, atol=1e-4, rtol=0)
+
+
+def test_encode_chunk_size_is_memory_only(pipe: VideoDepthPipeline) -> None:
+    frames = clip(7)
+    torch.testing.assert_close(
+        pipe(frames, fast(encode_chunk_size=1)), pipe(frames, fast(encode_chunk_size=8)), atol=1e-4, rtol=0
+    )
+
+
+def test_reference_rng_and_preset_noise(pipe: VideoDepthPipeline) -> None:
+    """reference_rng draws [T,3,h,w] then the window from one generator: same as passing those draws in."""
+    frames, settings = clip(7), fast(reference_rng=True, seed=11)
+    g = torch.Generator().manual_seed(11)
+    aug = torch.randn(7, 3, 64, 64, generator=g)
+    latents = torch.randn(1, 6, 4, 8, 8, generator=g)
+    drawn = pipe(frames, settings)
+    preset = pipe(frames, settings, aug_noise=aug, initial_latents=latents[0])
+    assert torch.equal(drawn, preset)
+
+
+def test_vae_encode_fp32_path(pipe: VideoDepthPipeline) -> None:
+    depth = pipe(clip(5), fast(vae_encode_fp32=True))
+    assert depth.shape == (5, 37, 53)
+    assert pipe.components.vae.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_compute_dtypes(model_dirs: tuple[Path, Path], dtype: torch.dtype) -> None:
+    pipeline = VideoDepthPipeline.from_folders(*model_dirs, dtype=dtype, device="cpu")
+    assert pipeline.unet.dtype == dtype and pipeline.components.vae.dtype == dtype
+    depth = pipeline(clip(3, 40, 72), fast(vae_encode_fp32=dtype != torch.float32))
+    assert depth.shape == (3, 40, 72) and depth.dtype == torch.float32 and torch.isfinite(depth).all()
+
+
+def test_offload_and_profile(parts: tuple[DepthCrafterUNet, SVDComponents]) -> None:
+    pipeline = VideoDepthPipeline(*parts, device="cpu", dtype=torch.float32, offload=True)
+    depth = pipeline(clip(5), fast(), profile=True)
+    assert depth.shape == (5, 37, 53)
+    assert {"clip", "vae_encode", "unet", "vae_decode"} <= set(pipeline.last_stats.seconds)
+
+
+def test_tiny_and_large_inputs(pipe: VideoDepthPipeline) -> None:
+    assert pipe(clip(2, 1, 1), fast()).shape == (2, 1, 1)  # processed at 64x64, resized back
+    depth = pipe(clip(2, 150, 90), fast(max_res=64))  # downscaled to the 64 px limit, output at input size
+    assert pipe.last_stats.processing_size == (64, 64) and depth.shape == (2, 150, 90)
+
+
+# -- errors
+
+
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [
+        (torch.zeros(0, 32, 32, 3), "at least 1 frame"),
+        (torch.zeros(32, 32, 3), "frame axis"),
+        (torch.zeros(2, 32, 32, 2), "3 \\(RGB\\) channels"),
+        (torch.zeros(2, 32, 32, 3, dtype=torch.uint8), "divide uint8 frames by 255"),
+        (torch.zeros(2, 0, 32, 3), "no pixels"),
+        ("not a tensor", "torch.Tensor"),
+    ],
+)
+def test_bad_frames(frames: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_frames(frames)  # type: ignore[arg-type]
+
+
+def test_nan_frames(pipe: VideoDepthPipeline) -> None:
+    frames = clip(4)
+    frames[2, 5, 5, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(frames \[2\]\)"):
+        pipe(frames, fast())
+
+
+def test_channel_variants() -> None:
+    assert check_frames(torch.rand(2, 8, 8, 1)).shape == (2, 8, 8, 3)
+    assert check_frames(torch.rand(2, 8, 8, 4)).shape == (2, 8, 8, 3)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"overlap": 6}, "overlap must be in"),
+        ({"window_size": 0}, "window_size must be >= 1"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"max_res": 32}, "max_res must be in"),
+        ({"max_res": 8192}, "max_res must be in"),
+        ({"decode_chunk_size": 0}, "chunk_size"),
+        ({"guidance_scale": float("nan")}, "guidance_scale"),
+        ({"resize_mode": "nearest"}, "resize_mode"),
+    ],
+)
+def test_bad_settings(pipe: VideoDepthPipeline, overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        pipe(clip(2), fast(**overrides))
+
+
+def test_inpainting_unet_refused(parts: tuple[DepthCrafterUNet, SVDComponents]) -> None:
+    with pytest.raises(ValueError, match="StereoCrafter inpainting UNet"):
+        VideoDepthPipeline(tiny_unet(9), parts[1], device="cpu", dtype=torch.float32)  # type: ignore[arg-type]
+
+
+def test_feed_forward_chunking_is_exact_math(parts: tuple[DepthCrafterUNet, SVDComponents]) -> None:
+    unet = parts[0]
+    sample, emb = torch.randn(2, 5, 8, 8, 8), torch.randn(2, 5, 32)
+    ids, t = torch.tensor([[7.0, 127.0, 0.02]] * 2), torch.tensor(1.3)
+    with torch.inference_mode():
+        plain = unet(sample, t, emb, ids, return_dict=False)[0]
+        assert chunk_feed_forward(unet, 7) > 0  # 7 divides none of the token counts
+        try:
+            chunked = unet(sample, t, emb, ids, return_dict=False)[0]
+        finally:
+            chunk_feed_forward(unet, None)
+        restored = unet(sample, t, emb, ids, return_dict=False)[0]
+    torch.testing.assert_close(chunked, plain, atol=1e-5, rtol=1e-5)
+    assert torch.equal(restored, plain)
+
+
+def test_temporal_convs_as_2d_same_math(parts: tuple[DepthCrafterUNet, SVDComponents]) -> None:
+    unet, svd = parts
+    sample, emb = torch.randn(1, 5, 8, 8, 8), torch.randn(1, 5, 32)
+    ids, t = torch.tensor([[7.0, 127.0, 0.02]]), torch.tensor(0.4)
+    latents = torch.randn(5, 4, 4, 4)
+    with torch.inference_mode():
+        plain = unet(sample, t, emb, ids, return_dict=False)[0]
+        decoded = svd.vae.decode(latents, num_frames=5).sample
+        assert temporal_convs_as_2d(unet) > 0 and temporal_convs_as_2d(svd.vae) > 0
+        try:
+            patched = unet(sample, t, emb, ids, return_dict=False)[0]
+            patched_decoded = svd.vae.decode(latents, num_frames=5).sample
+        finally:
+            temporal_convs_as_2d(unet, False)
+            temporal_convs_as_2d(svd.vae, False)
+        assert torch.equal(unet(sample, t, emb, ids, return_dict=False)[0], plain)
+    torch.testing.assert_close(patched, plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(patched_decoded, decoded, atol=1e-5, rtol=1e-5)
