@@ -1,0 +1,338 @@
+"""GPU benchmark of the stereo inpainting stage with the real-size architecture and RANDOM weights (no download).
+
+Architecture (reference.md §5): SVD VAE (AutoencoderKLTemporalDecoder, block_out_channels [128, 256, 512, 512],
+latent 4, scaling 0.18215), CLIP ViT-H/14 vision (1280 hidden, 32 layers, 16 heads, projection 1024), the SVD UNet
+config with in_channels 9. All fp16, as the reference runs.
+
+Measured: seconds per frame, the split (CLIP, VAE encode, UNet, decode) and peak GPU memory for one 23-frame chunk at
+1024×512 (1 tile) and 1920×1024 (2×2 tiles), with guidance 1.01 (CFG batched) and 1.0, the levers (tile batching,
+channels_last, fp16/full-frame encode), a 1920×1080 clip of 100 frames end to end, and the max abs difference of each
+optimised variant's output against the faithful (reference-mode) output on the same weights, inputs and seed. With
+random weights these differences show how much a lever moves the numbers, not what it does to image quality.
+
+Usage (GPU):   python3 bench/inpaint.py --out results_dir
+Smoke (CPU):   .venv/bin/python bench/inpaint.py --tiny --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline  # noqa: E402
+from tests.tiny_models import SCHEDULER_CONFIG  # noqa: E402  (the real SVD scheduler config)
+
+REFERENCE = {  # reference figures (brief): seconds per frame, peak GiB
+    "1024x512 t1": (0.342, 12.1),
+    "1920x1024 t2": (1.46, 13.1),
+}
+TARGET_S_PER_FRAME_1920 = 0.73
+TARGET_PEAK_GB_1080 = 10.0
+
+
+def build_models(device: torch.device, dtype: torch.dtype, tiny: bool) -> StereoInpaintPipeline:
+    """Real-size (or tiny) random models, built directly on ``device``."""
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    if tiny:
+        from tests.tiny_models import tiny_clip, tiny_unet, tiny_vae
+
+        return StereoInpaintPipeline(
+            tiny_unet(9).to(device, dtype),
+            tiny_vae().to(device, dtype),
+            tiny_clip().to(device, dtype),
+            SCHEDULER_CONFIG,
+        )
+    torch.manual_seed(0)
+    with torch.device(device):
+        vae = AutoencoderKLTemporalDecoder(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            latent_channels=4,
+            sample_size=768,
+            scaling_factor=0.18215,
+            force_upcast=True,
+        ).to(dtype)
+        config = CLIPVisionConfig(
+            hidden_size=1280,
+            intermediate_size=5120,
+            num_hidden_layers=32,
+            num_attention_heads=16,
+            image_size=224,
+            patch_size=14,
+            projection_dim=1024,
+            hidden_act="gelu",
+        )
+        config._attn_implementation = "sdpa"
+        clip = CLIPVisionModelWithProjection(config).to(dtype)
+        unet = UNetSpatioTemporalConditionModel(
+            sample_size=96,
+            in_channels=9,
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 3 + ("DownBlockSpatioTemporal",),
+            up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 3,
+            block_out_channels=(320, 640, 1280, 1280),
+            addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=768,
+            layers_per_block=2,
+            cross_attention_dim=1024,
+            transformer_layers_per_block=1,
+            num_attention_heads=(5, 10, 20, 20),
+            num_frames=25,
+        ).to(dtype)
+    for module in (vae, clip, unet):
+        # .to(device) too: a few parameters are built with the legacy torch.Tensor(...) constructor, which ignores
+        # the default-device context (e.g. the UNet's temporal mix factors).
+        module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return StereoInpaintPipeline(unet, vae, clip, SCHEDULER_CONFIG)
+
+
+def set_channels_last(module: torch.nn.Module, on: bool) -> None:
+    """channels_last for the 2-D convolutions (the temporal 3-D convolutions keep their layout)."""
+    fmt = torch.channels_last if on else torch.contiguous_format
+    for m in module.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.to(memory_format=fmt)
+
+
+def set_ff_chunking(unet: torch.nn.Module, chunk: int | None) -> None:
+    """diffusers' feed-forward chunking (1 = one frame / one token column at a time), None = off."""
+    for m in unet.modules():
+        if hasattr(m, "set_chunk_feed_forward"):
+            m.set_chunk_feed_forward(chunk_size=chunk, dim=0)
+
+
+def make_inputs(frames: int, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warped-looking frames and a disocclusion-like mask (thin vertical bands + the right edge), on the CPU."""
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.rand(1, 3, height // 16, width // 16, generator=gen)
+    img = torch.nn.functional.interpolate(base, size=(height, width), mode="bilinear", align_corners=False)
+    img = img.expand(frames, -1, -1, -1).permute(0, 2, 3, 1).contiguous()
+    mask = torch.zeros(frames, height, width)
+    for k, x in enumerate(range(width // 10, width, width // 7)):
+        mask[:, height // 5 : height - height // 6, x : x + 6 + 4 * (k % 3)] = 1.0
+    mask[:, :, -12:] = 1.0
+    return img, mask
+
+
+def peak_gib(device: torch.device) -> tuple[float, float]:
+    if device.type != "cuda":
+        return 0.0, 0.0
+    return torch.cuda.max_memory_allocated(device) / 2**30, torch.cuda.max_memory_reserved(device) / 2**30
+
+
+def reset_peak(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def run_variant(
+    pipe: StereoInpaintPipeline, name: str, frames: torch.Tensor, mask: torch.Tensor, settings: InpaintSettings
+) -> tuple[dict[str, Any], torch.Tensor]:
+    device = pipe.device
+    reset_peak(device)
+    pipe.sync_timing = True
+    start = time.perf_counter()
+    out = pipe(frames, mask, settings, seed=0)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    total = time.perf_counter() - start
+    alloc, reserved = peak_gib(device)
+    alloc = max([alloc, *pipe.stats.peak_gib.values()])
+    n = frames.shape[0]
+    row = {
+        "name": name,
+        "frames": n,
+        "size": f"{frames.shape[2]}x{frames.shape[1]}",
+        "tiles": "x".join(map(str, pipe.stats.tiles)),
+        "guidance": settings.guidance_scale,
+        "s_per_frame": total / n,
+        "total_s": total,
+        "split_s": {k: round(v, 3) for k, v in pipe.stats.seconds.items()},
+        "peak_gib_by_phase": {k: round(v, 2) for k, v in pipe.stats.peak_gib.items()},
+        "unet_calls": pipe.stats.unet_calls,
+        "peak_alloc_gib": alloc,
+        "peak_reserved_gib": reserved,
+        "nan_frac": float(torch.isnan(out).float().mean()),
+    }
+    print(json.dumps(row), flush=True)
+    return row, out
+
+
+def diff(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    d = (a - b).abs()
+    return {"max": float(d.max()), "mean": float(d.mean())}
+
+
+def markdown(rows: list[dict[str, Any]], diffs: dict[str, dict[str, float]], device_name: str) -> str:
+    lines = [
+        f"Device: {device_name}. Random weights, fp16, 8 steps, chunk 23. Peak = torch max_memory_allocated "
+        "(reserved in brackets).",
+        "",
+        "| variant | size | frames | tiles | guidance | s/frame | CLIP | VAE enc | UNet | decode | peak GiB "
+        "| vs ref s/frame | vs ref peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        key = f"{r['size'].split('x')[0]}x{r['size'].split('x')[1]} t{r['tiles'][0]}"
+        ref = REFERENCE.get(key) if r["frames"] == 23 else None
+        sp = r["split_s"]
+        vs_t = f"{r['s_per_frame'] / ref[0]:.2f}×" if ref else ""
+        vs_m = f"{r['peak_alloc_gib'] / ref[1]:.2f}×" if ref else ""
+        lines.append(
+            f"| {r['name']} | {r['size']} | {r['frames']} | {r['tiles']} | {r['guidance']} | {r['s_per_frame']:.3f} | "
+            f"{sp.get('clip', 0):.2f} | {sp.get('vae_encode', 0):.2f} | {sp.get('unet', 0):.2f} | "
+            f"{sp.get('decode', 0):.2f} | {r['peak_alloc_gib']:.2f} ({r['peak_reserved_gib']:.2f}) | {vs_t} | {vs_m} |"
+        )
+    lines += ["", "Output difference vs the faithful path (frames 0..1, same weights/inputs/seed):", ""]
+    lines += ["| comparison | max abs | mean abs |", "|---|---|---|"]
+    lines += [f"| {k} | {v['max']:.4g} | {v['mean']:.3g} |" for k, v in diffs.items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--tiny", action="store_true", help="tiny models and sizes (smoke test of this script)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for results.json / results.md")
+    parser.add_argument("--long-frames", type=int, default=100)
+    parser.add_argument("--skip", default="", help="comma-separated variant names to skip")
+    parser.add_argument("--only", default="", help="comma-separated name prefixes to run (default: all)")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    device = torch.device(args.device)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if device.type == "cuda":
+        # Off by default: with autotuning every new shape (CFG doubles the batch, the last chunk is shorter, ...)
+        # pays a tuning pass and cuDNN's trial workspaces inflate the peak memory (71 GiB seen in the VAE encode).
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    t0 = time.perf_counter()
+    pipe = build_models(device, dtype, args.tiny)
+    print(f"models built in {time.perf_counter() - t0:.1f} s on {device_name}", flush=True)
+    skip = set(filter(None, args.skip.split(",")))
+
+    scale = 8 if args.tiny else 1
+    small = (512 // scale, 1024 // scale)
+    large = (1024 // scale, 1920 // scale)
+    full = (1080 // scale, 1920 // scale)
+    chunk = 23
+    faithful = InpaintSettings.reference(tiles=1)
+    faithful2 = InpaintSettings.reference(tiles=2)
+    if args.tiny:
+        faithful = replace(faithful, multiple=64)
+        faithful2 = replace(faithful2, multiple=64, tile_overlap_px=64)
+
+    # warm-up (lazy CUDA init, kernel loading) on a small input
+    run_variant(pipe, "warmup", *make_inputs(3, 128, 256), InpaintSettings(steps=2, tiles=(1, 1)))
+
+    rows: list[dict[str, Any]] = []
+    diffs: dict[str, dict[str, float]] = {}
+    outs: dict[str, torch.Tensor] = {}
+
+    def variant(name: str, size: tuple[int, int], frames_n: int, settings: InpaintSettings) -> None:
+        if name in skip:
+            return
+        frames, mask = make_inputs(frames_n, *size)
+        row, out = run_variant(pipe, name, frames, mask, settings)
+        rows.append(row)
+        outs[name] = out
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "results.json").write_text(json.dumps({"rows": rows, "diffs": diffs}, indent=1))
+
+    g1 = {"guidance_scale": 1.0}
+    # name: (size, frames, settings, unet memory format / feed-forward chunking)
+    plan: dict[str, tuple[tuple[int, int], int, InpaintSettings, str]] = {
+        # one 23-frame chunk, 1024x512, 1 tile; 1920x1024, 2x2 tiles (the reference's figures)
+        "faithful 1024 g1.01": (small, chunk, faithful, ""),
+        "1024 g1.0": (small, chunk, replace(faithful, **g1), ""),
+        "faithful 1920 g1.01": (large, chunk, faithful2, ""),
+        "1920 g1.0": (large, chunk, replace(faithful2, **g1), ""),
+        # one chunk at 1920x1080 with our defaults (pad to 1088, composite, auto tiles) and fixed tiles
+        "1080 chunk defaults g1.0": (full, chunk, InpaintSettings(), ""),
+        "1080 chunk g1.01 2x2": (full, chunk, InpaintSettings(guidance_scale=1.01, tiles=(2, 2)), ""),
+        # 1920x1080, 100 frames end to end, our defaults
+        "1080p clip defaults g1.0": (full, args.long_frames, InpaintSettings(), ""),
+        # levers, one 23-frame chunk at 1920x1024
+        "1920 g1.01 batch4": (large, chunk, replace(faithful2, tile_batch=4), ""),
+        "1920 g1.0 batch4": (large, chunk, replace(faithful2, tile_batch=4, **g1), ""),
+        "1920 g1.0 enc-fp16 enc-full": (
+            large,
+            chunk,
+            replace(faithful2, encode_fp32=False, encode_full_frame=True, **g1),
+            "",
+        ),
+        "1920 g1.0 linear-blend": (large, chunk, replace(faithful2, tile_blend="linear", **g1), ""),
+        "1920 g1.0 channels_last": (large, chunk, replace(faithful2, **g1), "channels_last"),
+        "1920 g1.0 ff-chunked": (large, chunk, replace(faithful2, **g1), "ff_chunk"),
+        "1920 g1.0 lean-vae-attn": (large, chunk, replace(faithful2, lean_vae_attention=True, **g1), ""),
+        "1920 g1.0 lean-vae-attn decode-1x2": (
+            large,
+            chunk,
+            replace(faithful2, lean_vae_attention=True, decode_tiles=(1, 2), **g1),
+            "",
+        ),
+        "1920 g1.01 ff-chunked": (large, chunk, faithful2, "ff_chunk"),
+        "1080 chunk g1.0 2x2 batch4": (full, chunk, InpaintSettings(tiles=(2, 2), tile_batch=4), ""),
+        "1080 chunk g1.0 1x2": (full, chunk, InpaintSettings(tiles=(1, 2)), ""),
+        "1080p clip defaults g1.01": (full, args.long_frames, InpaintSettings(guidance_scale=1.01), ""),
+    }
+    pairs = [  # (variant, baseline): what one lever changes in the output
+        ("1024 g1.0", "faithful 1024 g1.01"),
+        ("1920 g1.0", "faithful 1920 g1.01"),
+        ("1920 g1.01 batch4", "faithful 1920 g1.01"),
+        ("1920 g1.0 batch4", "1920 g1.0"),
+        ("1920 g1.0 enc-fp16 enc-full", "1920 g1.0"),
+        ("1920 g1.0 linear-blend", "1920 g1.0"),
+        ("1920 g1.0 channels_last", "1920 g1.0"),
+        ("1920 g1.0 ff-chunked", "1920 g1.0"),
+        ("1920 g1.0 lean-vae-attn", "1920 g1.0"),
+        ("1920 g1.0 lean-vae-attn decode-1x2", "1920 g1.0"),
+        ("1920 g1.01 ff-chunked", "faithful 1920 g1.01"),
+    ]
+    only = [p.strip() for p in args.only.split(",") if p.strip()]
+    for name, (size, frames_n, settings, unet_mode) in plan.items():
+        if name in skip or (only and not any(name.startswith(p) for p in only)):
+            continue
+        set_channels_last(pipe.unet, unet_mode == "channels_last")
+        set_ff_chunking(pipe.unet, 1 if unet_mode == "ff_chunk" else None)
+        variant(name, size, frames_n, settings)
+        if frames_n > chunk:
+            outs.pop(name)  # long clips: no comparison, free the memory
+        for a, b in pairs:
+            if a in outs and b in outs and f"{a} vs {b}" not in diffs:
+                diffs[f"{a} vs {b}"] = diff(outs[a], outs[b])
+        if args.out:
+            (args.out / "results.json").write_text(json.dumps({"rows": rows, "diffs": diffs}, indent=1))
+    set_channels_last(pipe.unet, False)
+    set_ff_chunking(pipe.unet, None)
+
+    table = markdown(rows, diffs, device_name)
+    print(table, flush=True)
+    if args.out:
+        (args.out / "results.json").write_text(json.dumps({"rows": rows, "diffs": diffs}, indent=1))
+        (args.out / "results.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
