@@ -13,11 +13,25 @@ except ImportError:  # imported outside ComfyUI, e.g. by pytest collecting the r
 
 if ComfyExtension is not None:
     from .nodes.compose_nodes import ComposeAnaglyph, ComposeSBS
+    from .nodes.depth_nodes import LoadDepthCrafter, VideoDepth
+    from .nodes.inpaint_nodes import LoadStereoCrafter, StereoInpaint
+    from .nodes.model_folders import register_model_folders
     from .nodes.splat_node import ForwardSplat
+
+    # At import time: ComfyUI 0.3.75 never calls ComfyExtension.on_load().
+    register_model_folders()
 
     class StereoCrafter3DExtension(ComfyExtension):
         async def get_node_list(self) -> list[type[io.ComfyNode]]:
-            return [ForwardSplat, ComposeSBS, ComposeAnaglyph]
+            return [
+                LoadDepthCrafter,
+                VideoDepth,
+                ForwardSplat,
+                LoadStereoCrafter,
+                StereoInpaint,
+                ComposeSBS,
+                ComposeAnaglyph,
+            ]
 
     async def comfy_entrypoint() -> StereoCrafter3DExtension:
         return StereoCrafter3DExtension()

@@ -2,9 +2,10 @@
 
 The graphs are made with LiteGraph in ComfyUI's own frontend (served by a throw-away headless server with
 this pack loaded) and saved with ``app.graph.serialize()``, so the files have exactly the format the
-frontend writes. Run after changing a node's inputs:
+frontend writes. The throw-away server has tiny random models (model_dirs.py) in its models/, so the model
+examples run too (the thumbnails show their noise). Run after changing a node's inputs:
 
-    .venv/bin/python tests/e2e/build_example_workflows.py [--url http://127.0.0.1:8188]
+    .venv/bin/python tests/e2e/build_example_workflows.py [--url http://127.0.0.1:8188] [NAME ...]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from browser import comfy_frontend  # noqa: E402
 from comfy_harness import REPO_ROOT, ComfyServer  # noqa: E402
 from media import make_depth_clip, make_source_clip  # noqa: E402
+from model_dirs import install_tiny_models  # noqa: E402
 from PIL import Image  # noqa: E402
 
 EXAMPLES_DIR = REPO_ROOT / "example_workflows"
@@ -38,61 +40,184 @@ NOTE = (
     "Audio and fps are taken from your video."
 )
 
+DEPTH_NOTE = (
+    "StereoCrafter3D: 2D video -> DepthCrafter depth -> full side-by-side 3D video.\n\n"
+    "1. Models (non-commercial licences): tencent/DepthCrafter in models/depthcrafter/DepthCrafter/ and "
+    "stabilityai/stable-video-diffusion-img2vid-xt-1-1 (gated: accept its licence) in models/diffusers/"
+    "stable-video-diffusion-img2vid-xt-1-1/, or turn on download_missing in LoadDepthCrafter.\n"
+    "2. Put your video in ComfyUI/input/ as input_video.mp4 (or pick it in Load Video).\n"
+    "3. Run. The result is saved to output/video/. VideoDepth has StereoCrafter's settings (8 steps, "
+    "window 70, overlap 25, max_res 1024); lower max_res to 512 for speed.\n"
+    "The right eye keeps ForwardSplat's black holes: see inpaint_to_sbs for StereoCrafter's inpainting."
+)
 
-def workflow_spec(compose: str) -> dict[str, Any]:
-    """Nodes (key, type, pos, size, widget values, title) and links (from key, slot, to key, input name)."""
-    if compose == "SC3D_ComposeSBS":
-        compose_widgets = {"layout": "full SBS", "resize_filter": "bicubic"}
-        prefix, what = "video/stereo_sbs", "full side-by-side 3D video"
-    else:
-        compose_widgets = {"method": "dubois"}
-        prefix, what = "video/stereo_anaglyph", "red-cyan anaglyph video"
-    nodes = [
-        ("note", "Note", [40, 40], [660, 200], {"text": NOTE.format(what=what)}, "Read me"),
-        ("video", "LoadVideo", [40, 280], [320, 330], {"file": "input_video.mp4"}, "Load Video (your video)"),
-        ("depth", "LoadVideo", [40, 650], [320, 330], {"file": "input_depth.mp4"}, "Load Video (its depth)"),
-        ("video_parts", "GetVideoComponents", [400, 280], [240, 90], {}, None),
-        ("depth_parts", "GetVideoComponents", [400, 650], [240, 90], {}, None),
-        (
-            "splat",
-            "SC3D_ForwardSplat",
-            [690, 460],
-            [320, 260],
-            {
-                "max_disparity": 20.0,
-                "disparity_unit": "pixels",
-                "convergence": 0.5,
-                "invert": False,
-                "reference_edges": False,
-                "preview_scale": 0.5,
-                "backend": "auto",
-            },
-            None,
-        ),
-        ("compose", compose, [1060, 280], [300, 110], compose_widgets, None),
-        ("create", "CreateVideo", [1400, 280], [260, 100], {"fps": 30.0}, None),
+INPAINT_NOTE = (
+    "StereoCrafter3D: 2D video + depth video -> ForwardSplat -> StereoCrafter inpainting -> full SBS 3D video.\n\n"
+    "1. Models (non-commercial licences): TencentARC/StereoCrafter in models/stereocrafter/StereoCrafter/ "
+    "(unet_diffusers/ inside) and stabilityai/stable-video-diffusion-img2vid-xt-1-1 (gated: accept its "
+    "licence) in models/diffusers/stable-video-diffusion-img2vid-xt-1-1/, or turn on download_missing.\n"
+    "2. Put your video in ComfyUI/input/ as input_video.mp4 and its depth video (same frame count, "
+    "near = bright; e.g. from depth_to_sbs's VideoDepth) as input_depth.mp4.\n"
+    "3. Run. StereoInpaint fills the holes ForwardSplat leaves behind near objects; the result is saved "
+    "to output/video/."
+)
+
+SPLAT_WIDGETS = {
+    "max_disparity": 20.0,
+    "disparity_unit": "pixels",
+    "convergence": 0.5,
+    "invert": False,
+    "reference_edges": False,
+    "preview_scale": 0.5,
+    "backend": "auto",
+}
+# StereoCrafter's DepthCrafter settings (the node's defaults), with the seed kept ("fixed") between runs.
+VIDEO_DEPTH_WIDGETS = {
+    "steps": 8,
+    "guidance_scale": 1.2,
+    "window_size": 70,
+    "overlap": 25,
+    "seed": 42,
+    "control_after_generate": "fixed",
+    "max_res": 1024,
+}
+STEREO_INPAINT_WIDGETS = {
+    "steps": 8,
+    "guidance_scale": 1.0,
+    "frames_chunk": 23,
+    "overlap": 3,
+    "tile_num": 0,
+    "seed": 0,
+    "control_after_generate": "fixed",
+    "composite": True,
+    "seams": "crossfade",
+    "fit": "pad",
+}
+LOADER_WIDGETS = {"svd": "stable-video-diffusion-img2vid-xt-1-1", "precision": "auto", "download_missing": False}
+
+
+def _output_nodes(
+    x: int, compose: str, compose_widgets: dict[str, Any], prefix: str, stacked: bool = False
+) -> list[tuple]:
+    """Compose → Create Video → Save Video from ``x``: in a row, or ``stacked`` in one column (a narrower graph,
+    so Fit View stays above the zoom where the frontend stops drawing node text: the thumbnail shows it)."""
+    create_pos, save_pos = ([x, 420], [x, 560]) if stacked else ([x + 340, 280], [x + 640, 280])
+    return [
+        ("compose", compose, [x, 280], [300, 110], compose_widgets, None),
+        ("create", "CreateVideo", create_pos, [260, 100], {"fps": 30.0}, None),
         (
             "save",
             "SaveVideo",
-            [1700, 280],
+            save_pos,
             [380, 420],
             {"filename_prefix": prefix, "format": "auto", "codec": "auto"},
             None,
         ),
     ]
-    links = [
-        ("video", 0, "video_parts", "video"),
-        ("depth", 0, "depth_parts", "video"),
-        ("video_parts", 0, "splat", "images"),
-        ("depth_parts", 0, "splat", "depth"),
-        ("video_parts", 0, "compose", "left"),
-        ("splat", 0, "compose", "right"),
-        ("compose", 0, "create", "images"),
-        ("video_parts", 2, "create", "fps"),
-        ("video_parts", 1, "create", "audio"),
-        ("create", 0, "save", "video"),
-    ]
-    return {"nodes": nodes, "links": links}
+
+
+OUTPUT_LINKS = [
+    ("compose", 0, "create", "images"),
+    ("video_parts", 2, "create", "fps"),
+    ("video_parts", 1, "create", "audio"),
+    ("create", 0, "save", "video"),
+]
+SBS_WIDGETS = {"layout": "full SBS", "resize_filter": "bicubic"}
+
+
+def workflow_spec(name: str) -> dict[str, Any]:
+    """Nodes (key, type, pos, size, widget values, title) and links (from key, slot, to key, input name)."""
+    video = ("video", "LoadVideo", [40, 280], [320, 330], {"file": "input_video.mp4"}, "Load Video (your video)")
+    depth = ("depth", "LoadVideo", [40, 650], [320, 330], {"file": "input_depth.mp4"}, "Load Video (its depth)")
+    video_parts = ("video_parts", "GetVideoComponents", [400, 280], [240, 90], {}, None)
+    depth_parts = ("depth_parts", "GetVideoComponents", [400, 650], [240, 90], {}, None)
+    if name in ("sbs_from_your_depth", "anaglyph_from_your_depth"):
+        if name == "sbs_from_your_depth":
+            compose, compose_widgets = "SC3D_ComposeSBS", SBS_WIDGETS
+            prefix, what = "video/stereo_sbs", "full side-by-side 3D video"
+        else:
+            compose, compose_widgets = "SC3D_ComposeAnaglyph", {"method": "dubois"}
+            prefix, what = "video/stereo_anaglyph", "red-cyan anaglyph video"
+        nodes = [
+            ("note", "Note", [40, 40], [660, 200], {"text": NOTE.format(what=what)}, "Read me"),
+            video,
+            depth,
+            video_parts,
+            depth_parts,
+            ("splat", "SC3D_ForwardSplat", [690, 460], [320, 260], SPLAT_WIDGETS, None),
+            *_output_nodes(1060, compose, compose_widgets, prefix),
+        ]
+        links = [
+            ("video", 0, "video_parts", "video"),
+            ("depth", 0, "depth_parts", "video"),
+            ("video_parts", 0, "splat", "images"),
+            ("depth_parts", 0, "splat", "depth"),
+            ("video_parts", 0, "compose", "left"),
+            ("splat", 0, "compose", "right"),
+        ]
+    elif name == "depth_to_sbs":
+        nodes = [
+            ("note", "Note", [40, 40], [700, 200], {"text": DEPTH_NOTE}, "Read me"),
+            video,
+            video_parts,
+            (
+                "load_depthcrafter",
+                "SC3D_LoadDepthCrafter",
+                [400, 430],
+                [320, 160],
+                {"depthcrafter": "DepthCrafter", **LOADER_WIDGETS},
+                None,
+            ),
+            ("video_depth", "SC3D_VideoDepth", [760, 400], [300, 260], VIDEO_DEPTH_WIDGETS, None),
+            ("splat", "SC3D_ForwardSplat", [1100, 400], [320, 260], SPLAT_WIDGETS, None),
+            *_output_nodes(1460, "SC3D_ComposeSBS", SBS_WIDGETS, "video/stereo_depthcrafter_sbs", stacked=True),
+        ]
+        links = [
+            ("video", 0, "video_parts", "video"),
+            ("load_depthcrafter", 0, "video_depth", "depthcrafter"),
+            ("video_parts", 0, "video_depth", "images"),
+            ("video_parts", 0, "splat", "images"),
+            ("video_depth", 0, "splat", "depth"),
+            ("video_parts", 0, "compose", "left"),
+            ("splat", 0, "compose", "right"),
+        ]
+    elif name == "inpaint_to_sbs":
+        nodes = [
+            ("note", "Note", [40, 40], [700, 200], {"text": INPAINT_NOTE}, "Read me"),
+            video,
+            depth,
+            video_parts,
+            depth_parts,
+            ("splat", "SC3D_ForwardSplat", [690, 560], [320, 260], SPLAT_WIDGETS, None),
+            (
+                "load_stereocrafter",
+                "SC3D_LoadStereoCrafter",
+                [690, 330],
+                [320, 160],
+                {"stereocrafter": "StereoCrafter", **LOADER_WIDGETS},
+                None,
+            ),
+            ("inpaint", "SC3D_StereoInpaint", [1050, 420], [300, 330], STEREO_INPAINT_WIDGETS, None),
+            *_output_nodes(1390, "SC3D_ComposeSBS", SBS_WIDGETS, "video/stereo_inpainted_sbs", stacked=True),
+        ]
+        links = [
+            ("video", 0, "video_parts", "video"),
+            ("depth", 0, "depth_parts", "video"),
+            ("video_parts", 0, "splat", "images"),
+            ("depth_parts", 0, "splat", "depth"),
+            ("load_stereocrafter", 0, "inpaint", "stereocrafter"),
+            ("splat", 0, "inpaint", "right"),
+            ("splat", 1, "inpaint", "occlusion"),
+            ("video_parts", 0, "compose", "left"),
+            ("inpaint", 0, "compose", "right"),
+        ]
+    else:
+        raise ValueError(f"unknown example {name!r}; known: {EXAMPLES}")
+    return {"nodes": nodes, "links": [*links, *OUTPUT_LINKS]}
+
+
+# name -> input videos its Load Video nodes show once run (for the thumbnail's previews)
+EXAMPLES = {"sbs_from_your_depth": 2, "anaglyph_from_your_depth": 2, "depth_to_sbs": 1, "inpaint_to_sbs": 2}
 
 
 BUILD_JS = """
@@ -126,14 +251,11 @@ BUILD_JS = """
 """
 
 
-def build(url: str, out_dir: Path) -> list[Path]:
+def build(url: str, out_dir: Path, names: list[str]) -> list[Path]:
     written = []
     with tempfile.TemporaryDirectory() as profile, comfy_frontend(url, Path(profile)) as ui:
-        for name, compose in (
-            ("sbs_from_your_depth", "SC3D_ComposeSBS"),
-            ("anaglyph_from_your_depth", "SC3D_ComposeAnaglyph"),
-        ):
-            ui.page.evaluate(BUILD_JS, workflow_spec(compose))
+        for name in names:
+            ui.page.evaluate(BUILD_JS, workflow_spec(name))
             workflow = ui.serialize()
             # Round trip through the loader, as a user opening the file would, then save what it shows,
             # with a stable id and the fitted view (extra.ds) so it opens showing the whole graph.
@@ -150,7 +272,7 @@ def build(url: str, out_dir: Path) -> list[Path]:
             path.write_text(json.dumps(workflow, indent=2) + "\n")
             # Run it from the frontend so the thumbnail shows the result in the Save Video node.
             ui.queue_and_wait("SaveVideo")
-            ui.wait_for_videos("type=input", 2)
+            ui.wait_for_videos("type=input", EXAMPLES[name])
             ui.wait_for_videos("type=output", 1)
             shot = Path(profile) / f"{name}.png"
             ui.screenshot(shot, clip=ui.graph_bounds(margin=24))
@@ -165,20 +287,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--url",
-        help="a running ComfyUI with this pack (else a temporary one is started); "
-        "its input folder must hold input_video.mp4 and input_depth.mp4",
+        help="a running ComfyUI with this pack (else a temporary one is started, with tiny random models); "
+        "its input folder must hold input_video.mp4 and input_depth.mp4, and its models/ the model folders",
     )
     parser.add_argument("--out", type=Path, default=EXAMPLES_DIR)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"examples to build (default: all: {list(EXAMPLES)})")
     args = parser.parse_args()
+    names = args.names or list(EXAMPLES)
+    unknown = sorted(set(names) - set(EXAMPLES))
+    if unknown:
+        parser.error(f"unknown examples {unknown}; known: {list(EXAMPLES)}")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.url:
-        written = build(args.url, args.out)
+        written = build(args.url, args.out, names)
     else:
         with tempfile.TemporaryDirectory() as base:
-            with ComfyServer(Path(base)) as server:
+            server = ComfyServer(Path(base))
+            # The model examples run on tiny random models (what the loaders list must exist before the start).
+            install_tiny_models(server.base_dir / "models")
+            with server:
                 make_source_clip(server.input_dir / "input_video.mp4", tone_hz=440.0)
                 make_depth_clip(server.input_dir / "input_depth.mp4", style="ramp")
-                written = build(server.url, args.out)
+                written = build(server.url, args.out, names)
     for path in written:
         print(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)
 

@@ -20,6 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_COMFYUI_DIR = REPO_ROOT / ".cache" / "comfyui"
 # The folder name ComfyUI sees for this pack (what a user's git clone is called); also its module name.
 PACK_DIR_NAME = "ComfyUI-StereoCrafter3D"
+# torch on one CPU thread in the server unless the environment says otherwise. The test models are tiny, so
+# their thousands of small ops are overhead-bound: on a small machine shared with other jobs, OpenMP threads
+# waiting for each other at every op made a 2-step VideoDepth take 20 s instead of 0.35 s on one thread.
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def comfyui_dir() -> Path:
@@ -149,7 +154,7 @@ class ComfyServer:
         for _attempt in range(3):  # a port picked by free_port() can be taken before the server binds it
             self.port = free_port()
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-            env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
+            env = {**THREAD_ENV, **os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
             self.proc = subprocess.Popen(
                 self.command(),
                 cwd=self.comfy_dir,
@@ -227,6 +232,14 @@ class ComfyServer:
 class PromptError(AssertionError):
     """A prompt was rejected by validation or failed while executing; the message carries ComfyUI's report."""
 
+    def __init__(self, message: str, messages: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.messages = messages or []  # the websocket messages of the prompt received so far
+
+
+class PromptInterrupted(PromptError):
+    """The prompt was stopped by POST /interrupt (ComfyUI sent ``execution_interrupted``)."""
+
 
 @dataclass
 class PromptResult:
@@ -278,6 +291,10 @@ class ComfyClient:
     def _log_hint(self) -> str:
         return f"\n--- ComfyUI log (tail) ---\n{self.server.log_tail(80)}" if self.server else ""
 
+    def interrupt(self, prompt_id: str | None = None) -> None:
+        """POST /interrupt: stops the running prompt (only ``prompt_id`` if given, as the frontend's Cancel)."""
+        self.post_json("/interrupt", {"prompt_id": prompt_id} if prompt_id else {})
+
     def queue_prompt(self, prompt: dict[str, Any], workflow: dict[str, Any] | None = None) -> str:
         body: dict[str, Any] = {"prompt": prompt, "client_id": self.client_id}
         if workflow is not None:
@@ -296,11 +313,17 @@ class ComfyClient:
         return answer["prompt_id"]
 
     def run(
-        self, prompt: dict[str, Any], timeout: float = 300.0, workflow: dict[str, Any] | None = None
+        self,
+        prompt: dict[str, Any],
+        timeout: float = 300.0,
+        workflow: dict[str, Any] | None = None,
+        on_message: Callable[[dict[str, Any], str], None] | None = None,
     ) -> PromptResult:
         """Queue ``prompt`` (API format), wait for it to finish and return its history entry.
 
-        Raises `PromptError` with ComfyUI's message and traceback on a validation or execution error.
+        ``on_message(message, prompt_id)`` is called for every websocket message of the prompt as it arrives
+        (e.g. to POST /interrupt once ``progress`` messages come). Raises `PromptError` with ComfyUI's message
+        and traceback on a validation or execution error, `PromptInterrupted` when the prompt was interrupted.
         """
         import websocket  # websocket-client (requirements-dev.txt)
 
@@ -333,15 +356,21 @@ class ComfyClient:
                 if data.get("prompt_id") not in (None, prompt_id):
                     continue
                 messages.append(msg)
+                if on_message is not None:
+                    on_message(msg, prompt_id)
                 kind = msg.get("type")
                 if kind == "execution_error" and data.get("prompt_id") == prompt_id:
                     raise PromptError(
                         f"node {data.get('node_id')} ({data.get('node_type')}) failed: "
                         f"{data.get('exception_type')}: {data.get('exception_message')}\n"
-                        + "".join(data.get("traceback") or [])
+                        + "".join(data.get("traceback") or []),
+                        messages,
                     )
                 if kind == "execution_interrupted" and data.get("prompt_id") == prompt_id:
-                    raise PromptError(f"prompt {prompt_id} was interrupted")
+                    raise PromptInterrupted(
+                        f"prompt {prompt_id} was interrupted in node {data.get('node_id')} ({data.get('node_type')})",
+                        messages,
+                    )
                 if kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
                     break
         finally:

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from comfy_harness import REPO_ROOT, ComfyClient, ComfyServer, comfyui_dir, require  # noqa: E402
 from media import SOURCE_VIDEO, make_depth_clip, make_source_clip  # noqa: E402
+from model_dirs import TinyModels, install_tiny_models  # noqa: E402
 
 ARTIFACTS = REPO_ROOT / "tests" / "_artifacts"
 E2E_DIR = Path(__file__).resolve().parent
@@ -56,10 +57,12 @@ def comfy_server(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path):
         (comfyui_dir() / "main.py").is_file(),
         f"ComfyUI is not installed in {comfyui_dir()}: run scripts/install_test_deps.sh",
     )
-    missing = [m for m in ("websocket", "av") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("websocket", "av", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
     require(not missing, f"python packages {missing} are missing: pip install -r requirements-dev.txt")
     server = ComfyServer(tmp_path_factory.mktemp("comfyui-base"))
     _state["server"] = server
+    # Before the start: the model loaders list the folders in models/ as their combo options.
+    _state["models"] = install_tiny_models(server.base_dir / "models")
     try:
         server.start()
         yield server
@@ -67,6 +70,12 @@ def comfy_server(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path):
         server.stop()
         if server.log_path.exists():
             shutil.copyfile(server.log_path, artifacts_dir / "comfyui-server.log")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(comfy_server: ComfyServer) -> TinyModels:
+    """The tiny random DepthCrafter, StereoCrafter and SVD folders in the server's models/ (model_dirs.py)."""
+    return _state["models"]
 
 
 @pytest.fixture(scope="session")
@@ -91,6 +100,12 @@ class Clips:
     short_depth_name: str = "sc3d_depth_short.mp4"  # 4 frames: a frame-count mismatch
     frames: int = 8
     size: tuple[int, int] = (480, 270)
+    # Smaller clips for the model workflows and the examples (the SVD VAE dominates the CPU time: ~6x less than
+    # at 480x270).
+    small_name: str = "sc3d_small.mp4"  # 8 frames, 256x144, 24 fps, with a tone
+    small_depth_name: str = "sc3d_small_depth.mp4"  # same frames and size (moving near disc)
+    small_short_depth_name: str = "sc3d_small_depth_short.mp4"  # 4 frames: a frame-count mismatch
+    small_size: tuple[int, int] = (256, 144)
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +116,10 @@ def clips(comfy_server: ComfyServer) -> Clips:
     c.source = make_source_clip(inp / c.source_name, frames=c.frames, size=c.size, tone_hz=440.0)
     c.depth = make_depth_clip(inp / c.depth_name, frames=c.frames, size=(c.size[0] // 2, c.size[1] // 2 + 1))  # 240x136
     make_depth_clip(inp / c.short_depth_name, frames=c.frames // 2, size=c.size)
-    # The names example_workflows/*.json load.
-    shutil.copyfile(inp / c.source_name, inp / "input_video.mp4")
-    make_depth_clip(inp / "input_depth.mp4", frames=c.frames, size=c.size)
+    make_source_clip(inp / c.small_name, frames=c.frames, size=c.small_size, tone_hz=440.0)
+    make_depth_clip(inp / c.small_depth_name, frames=c.frames, size=c.small_size)
+    make_depth_clip(inp / c.small_short_depth_name, frames=c.frames // 2, size=c.small_size)
+    # The names example_workflows/*.json load: the small clips, so the model examples run in seconds as saved.
+    shutil.copyfile(inp / c.small_name, inp / "input_video.mp4")
+    make_depth_clip(inp / "input_depth.mp4", frames=c.frames, size=c.small_size)
     return c

@@ -15,14 +15,18 @@ from test_example_workflows import EXAMPLES
 from workflow_convert import ui_to_api
 
 PACK_NODES = {
+    "SC3D_LoadDepthCrafter": "LoadDepthCrafter",
+    "SC3D_VideoDepth": "VideoDepth",
     "SC3D_ForwardSplat": "ForwardSplat",
+    "SC3D_LoadStereoCrafter": "LoadStereoCrafter",
+    "SC3D_StereoInpaint": "StereoInpaint",
     "SC3D_ComposeSBS": "ComposeSBS",
     "SC3D_ComposeAnaglyph": "ComposeAnaglyph",
 }
 
 
 @pytest.fixture(scope="module")
-def ui(comfy_server, clips, tmp_path_factory):
+def ui(comfy_server, clips, tiny_models, tmp_path_factory):
     ok, reason = browser_available()
     require(ok, reason)
     with comfy_frontend(comfy_server.url, tmp_path_factory.mktemp("chromium-profile")) as page:

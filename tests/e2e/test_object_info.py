@@ -3,8 +3,47 @@
 from __future__ import annotations
 
 import pytest
+from model_dirs import DEPTHCRAFTER_NAME, STEREOCRAFTER_NAME, SVD_NAME, WRONG_DEPTHCRAFTER_NAME
 
+LOADER_INPUTS = ["svd", "precision", "download_missing"]
 EXPECTED = {
+    "SC3D_LoadDepthCrafter": (
+        "LoadDepthCrafter",
+        "StereoCrafter3D/depth",
+        ["depthcrafter", *LOADER_INPUTS],
+        ["SC3D_DEPTHCRAFTER"],
+    ),
+    "SC3D_VideoDepth": (
+        "VideoDepth",
+        "StereoCrafter3D/depth",
+        ["depthcrafter", "images", "steps", "guidance_scale", "window_size", "overlap", "seed", "max_res"],
+        ["IMAGE"],
+    ),
+    "SC3D_LoadStereoCrafter": (
+        "LoadStereoCrafter",
+        "StereoCrafter3D/inpaint",
+        ["stereocrafter", *LOADER_INPUTS],
+        ["SC3D_STEREOCRAFTER"],
+    ),
+    "SC3D_StereoInpaint": (
+        "StereoInpaint",
+        "StereoCrafter3D/inpaint",
+        [
+            "stereocrafter",
+            "right",
+            "occlusion",
+            "steps",
+            "guidance_scale",
+            "frames_chunk",
+            "overlap",
+            "tile_num",
+            "seed",
+            "composite",
+            "seams",
+            "fit",
+        ],
+        ["IMAGE"],
+    ),
     "SC3D_ForwardSplat": (
         "ForwardSplat",
         "StereoCrafter3D/stereo",
@@ -88,3 +127,42 @@ def test_compose_widgets(comfy):
     ana = comfy.object_info("SC3D_ComposeAnaglyph")["SC3D_ComposeAnaglyph"]["input"]["required"]
     assert ana["method"][1]["options"] == ["dubois", "color", "half-color", "gray"]
     assert ana["method"][1]["default"] == "dubois"
+
+
+@pytest.mark.parametrize(
+    ("node_id", "model_input", "listed"),
+    [
+        ("SC3D_LoadDepthCrafter", "depthcrafter", [DEPTHCRAFTER_NAME, WRONG_DEPTHCRAFTER_NAME]),
+        ("SC3D_LoadStereoCrafter", "stereocrafter", [STEREOCRAFTER_NAME]),
+    ],
+)
+def test_model_loader_widgets(comfy, tiny_models, node_id, model_input, listed):
+    """The loaders' combos list the model folders in the server's models/ (the default, the download target,
+    first), as the tiny models were put there before the server started."""
+    inp = comfy.object_info(node_id)[node_id]["input"]["required"]
+    assert inp[model_input][1]["options"] == listed
+    assert inp[model_input][1]["default"] == listed[0]
+    assert inp["svd"][1]["options"] == [SVD_NAME] and inp["svd"][1]["default"] == SVD_NAME
+    assert inp["precision"][1]["options"] == ["auto", "fp16", "bf16", "fp32"]
+    assert inp["precision"][1]["default"] == "auto"
+    assert inp["download_missing"][1]["default"] is False
+    assert "non-commercial" in comfy.object_info(node_id)[node_id]["description"]
+
+
+def test_video_depth_widgets(comfy):
+    """StereoCrafter's DepthCrafter settings are the defaults."""
+    inp = comfy.object_info("SC3D_VideoDepth")["SC3D_VideoDepth"]["input"]["required"]
+    assert inp["depthcrafter"][0] == "SC3D_DEPTHCRAFTER" and inp["images"][0] == "IMAGE"
+    defaults = {name: inp[name][1]["default"] for name in ("steps", "guidance_scale", "window_size", "overlap")}
+    assert defaults == {"steps": 8, "guidance_scale": 1.2, "window_size": 70, "overlap": 25}
+    assert inp["seed"][1]["default"] == 42 and inp["max_res"][1]["default"] == 1024
+
+
+def test_stereo_inpaint_widgets(comfy):
+    inp = comfy.object_info("SC3D_StereoInpaint")["SC3D_StereoInpaint"]["input"]["required"]
+    assert inp["stereocrafter"][0] == "SC3D_STEREOCRAFTER"
+    assert (inp["right"][0], inp["occlusion"][0]) == ("IMAGE", "MASK")
+    assert inp["steps"][1]["default"] == 8 and inp["frames_chunk"][1]["default"] == 23
+    assert inp["overlap"][1]["default"] == 3 and inp["composite"][1]["default"] is True
+    assert inp["seams"][1]["options"] == ["crossfade", "reference"]
+    assert inp["fit"][1]["options"] == ["pad", "crop"]

@@ -1,0 +1,188 @@
+"""LoadDepthCrafter and VideoDepth: temporally consistent video depth with DepthCrafter."""
+
+from __future__ import annotations
+
+import comfy.model_management as model_management
+import torch
+from comfy_api.latest import io
+
+from ..stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size
+from ..stereocrafter.depthcrafter_unet import load_depthcrafter_unet
+from ..stereocrafter.svd_components import load_svd_components
+from . import comfy_runtime
+from .managed_model import PRECISIONS, ManagedPipeline, choose_dtype
+from .model_folders import DEPTHCRAFTER, SVD, list_model_dirs, resolve_model_dir
+
+CATEGORY = "StereoCrafter3D/depth"
+DepthCrafterModel = io.Custom("SC3D_DEPTHCRAFTER")
+
+# GPU working memory of one 70-frame window at 1024x576 beyond the weights (measured peak minus weights, rounded up).
+_WINDOW_BYTES_1024x576x70 = 8 * 1024**3
+
+
+class LoadDepthCrafter(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SC3D_LoadDepthCrafter",
+            display_name="LoadDepthCrafter",
+            category=CATEGORY,
+            description=(
+                "Loads DepthCrafter (tencent/DepthCrafter, from models/depthcrafter) with the Stable Video Diffusion "
+                "xt 1.1 VAE and CLIP encoder (from models/diffusers). Weights are non-commercial."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "depthcrafter",
+                    options=list_model_dirs(DEPTHCRAFTER),
+                    default=DEPTHCRAFTER.default_name,
+                    tooltip=(
+                        "Folder in models/depthcrafter holding config.json and diffusion_pytorch_model.safetensors."
+                    ),
+                ),
+                io.Combo.Input(
+                    "svd",
+                    options=list_model_dirs(SVD),
+                    default=SVD.default_name,
+                    tooltip=(
+                        "Folder in models/diffusers holding stable-video-diffusion-img2vid-xt-1-1 (vae/, "
+                        "image_encoder/, ...)."
+                    ),
+                ),
+                io.Combo.Input(
+                    "precision",
+                    options=list(PRECISIONS),
+                    default="auto",
+                    tooltip=(
+                        "Weights and compute dtype. auto: ComfyUI's choice for your GPU (fp16 as the reference), "
+                        "fp32 on CPU."
+                    ),
+                ),
+                io.Boolean.Input(
+                    "download_missing",
+                    default=False,
+                    tooltip=(
+                        "Download missing weights from Hugging Face (about 3 GB + 1.5 GB). The SVD repository is "
+                        "gated: "
+                        "accept its licence on huggingface.co and log in first."
+                    ),
+                ),
+            ],
+            outputs=[DepthCrafterModel.Output(display_name="depthcrafter", tooltip="DepthCrafter for VideoDepth.")],
+        )
+
+    @classmethod
+    def execute(cls, depthcrafter: str, svd: str, precision: str, download_missing: bool) -> io.NodeOutput:
+        dtype = choose_dtype(precision)
+        unet = load_depthcrafter_unet(resolve_model_dir(DEPTHCRAFTER, depthcrafter, download_missing), dtype)
+        components = load_svd_components(resolve_model_dir(SVD, svd, download_missing), dtype)
+        offload = model_management.unet_offload_device()
+        pipeline = VideoDepthPipeline(unet, components, device=offload, dtype=dtype)
+        modules = {"unet": unet, "vae": components.vae, "image_encoder": components.image_encoder}
+        return io.NodeOutput(ManagedPipeline.wrap(pipeline, modules, dtype))
+
+
+class VideoDepth(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SC3D_VideoDepth",
+            display_name="VideoDepth",
+            category=CATEGORY,
+            description=(
+                "Flicker-free depth for a whole clip with DepthCrafter (sliding windows). Output: depth frames "
+                "(near = bright, 0..1 over the clip) at the input size, ready for ForwardSplat or any other node."
+            ),
+            inputs=[
+                DepthCrafterModel.Input("depthcrafter", tooltip="From LoadDepthCrafter."),
+                io.Image.Input("images", tooltip="The video frames."),
+                io.Int.Input(
+                    "steps",
+                    default=8,
+                    min=1,
+                    max=50,
+                    tooltip="Denoising steps (StereoCrafter: 8; DepthCrafter 1.0.1: 5).",
+                ),
+                io.Float.Input(
+                    "guidance_scale",
+                    default=1.2,
+                    min=1.0,
+                    max=3.0,
+                    step=0.05,
+                    tooltip="Classifier-free guidance (StereoCrafter: 1.2; 1.0 turns it off and is about 2x faster).",
+                ),
+                io.Int.Input(
+                    "window_size",
+                    default=70,
+                    min=2,
+                    max=200,
+                    tooltip="Frames per window (StereoCrafter: 70; DepthCrafter 1.0.1: 110).",
+                ),
+                io.Int.Input(
+                    "overlap",
+                    default=25,
+                    min=0,
+                    max=100,
+                    tooltip="Frames shared by consecutive windows, blended for consistency.",
+                ),
+                io.Int.Input(
+                    "seed", default=42, min=0, max=2**31 - 1, tooltip="Noise seed; the same seed gives the same depth."
+                ),
+                io.Int.Input(
+                    "max_res",
+                    default=1024,
+                    min=64,
+                    max=2048,
+                    step=64,
+                    tooltip=(
+                        "Longest side DepthCrafter works at (multiples of 64); the depth is resized back to the "
+                        "input size."
+                    ),
+                ),
+            ],
+            outputs=[
+                io.Image.Output(
+                    display_name="depth", tooltip="Depth frames, near = bright, same size and count as images."
+                )
+            ],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        depthcrafter: ManagedPipeline,
+        images: torch.Tensor,
+        steps: int,
+        guidance_scale: float,
+        window_size: int,
+        overlap: int,
+        seed: int,
+        max_res: int,
+    ) -> io.NodeOutput:
+        settings = DepthSettings(
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            window_size=window_size,
+            overlap=overlap,
+            seed=seed,
+            max_res=max_res,
+        )
+        if images.ndim != 4 or images.shape[0] == 0:
+            raise ValueError(f"images must be a non-empty batch [frames, H, W, 3], got shape {tuple(images.shape)}.")
+        height, width = processing_size(images.shape[1], images.shape[2], max_res)
+        scale = height * width / (1024 * 576) * min(window_size, images.shape[0]) / 70
+        device = depthcrafter.load(int(_WINDOW_BYTES_1024x576x70 * scale))
+        pipeline: VideoDepthPipeline = depthcrafter.pipeline
+        pipeline.device = device
+
+        total = VideoDepthPipeline.num_progress_steps(images.shape[0], settings)
+        report = comfy_runtime.progress_reporter(total)
+        done = iter(range(1, total + 1))
+        depth = pipeline(
+            images[..., :3],
+            settings,
+            progress=lambda _window, _step: report(next(done), total),
+            interrupt=model_management.throw_exception_if_processing_interrupted,
+        )
+        rgb = depth.unsqueeze(-1).expand(-1, -1, -1, 3).contiguous()
+        return io.NodeOutput(rgb.to(comfy_runtime.output_device()))

@@ -1,0 +1,289 @@
+"""API-format prompts with the model nodes, on the tiny random models in the server's models/ (model_dirs.py):
+LoadDepthCrafter + VideoDepth and LoadStereoCrafter + StereoInpaint wired to ForwardSplat, ComposeSBS and the
+core save nodes; error messages for wrong model folders and inputs; cancelling a running prompt.
+
+The tiny models output noise: these tests check sizes, frame counts, value ranges, the composite and the
+messages, not the quality of depth or inpainting (the unit tests and bench/ compare with the reference)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from comfy_harness import PromptError, PromptInterrupted
+from media import read_video
+from model_dirs import DEPTHCRAFTER_NAME, STEREOCRAFTER_NAME, SVD_NAME, WRONG_DEPTHCRAFTER_NAME
+from PIL import Image, ImageFilter
+from test_stereo_workflows import saved_pngs
+
+PROMPT_TIMEOUT = 240
+# Small DepthCrafter settings for the CPU: 2 windows of 6 frames (overlap 2) on an 8-frame clip, at 128x64.
+FAST_DEPTH = {"steps": 2, "guidance_scale": 1.2, "window_size": 6, "overlap": 2, "seed": 1, "max_res": 128}
+
+
+def load_video(prompt: dict, key: str, file: str) -> list:
+    """LoadVideo + GetVideoComponents as ``key`` / ``key + 'c'``; returns the images output."""
+    prompt[key] = {"class_type": "LoadVideo", "inputs": {"file": file}}
+    prompt[key + "c"] = {"class_type": "GetVideoComponents", "inputs": {"video": [key, 0]}}
+    return [key + "c", 0]
+
+
+def load_depthcrafter(depthcrafter: str = DEPTHCRAFTER_NAME, svd: str = SVD_NAME) -> dict:
+    return {
+        "class_type": "SC3D_LoadDepthCrafter",
+        "inputs": {"depthcrafter": depthcrafter, "svd": svd, "precision": "auto", "download_missing": False},
+    }
+
+
+def load_stereocrafter(stereocrafter: str = STEREOCRAFTER_NAME, svd: str = SVD_NAME) -> dict:
+    return {
+        "class_type": "SC3D_LoadStereoCrafter",
+        "inputs": {"stereocrafter": stereocrafter, "svd": svd, "precision": "auto", "download_missing": False},
+    }
+
+
+def video_depth(images: list, **settings: object) -> dict:
+    return {
+        "class_type": "SC3D_VideoDepth",
+        "inputs": {"depthcrafter": ["load_dc", 0], "images": images, **FAST_DEPTH, **settings},
+    }
+
+
+def forward_splat(images: list, depth: list) -> dict:
+    return {
+        "class_type": "SC3D_ForwardSplat",
+        "inputs": {
+            "images": images,
+            "depth": depth,
+            "max_disparity": 20.0,
+            "disparity_unit": "pixels",
+            "convergence": 0.5,
+            "invert": False,
+            "reference_edges": False,
+            "preview_scale": 0.5,
+            "backend": "torch",
+        },
+    }
+
+
+def stereo_inpaint(right: list, occlusion: list, **settings: object) -> dict:
+    inputs = {
+        "stereocrafter": ["load_sc", 0],
+        "right": right,
+        "occlusion": occlusion,
+        "steps": 2,
+        "guidance_scale": 1.0,
+        "frames_chunk": 6,  # 2 chunks of the 8 frames, overlap 2: exercises the chunk feedback and crossfade
+        "overlap": 2,
+        "tile_num": 1,
+        "seed": 0,
+        "composite": True,
+        "seams": "crossfade",
+        "fit": "pad",
+    }
+    return {"class_type": "SC3D_StereoInpaint", "inputs": {**inputs, **settings}}
+
+
+def save_image(images: list, prefix: str) -> dict:
+    return {"class_type": "SaveImage", "inputs": {"images": images, "filename_prefix": prefix}}
+
+
+def save_video(prompt: dict, images: list, parts: list, prefix: str) -> None:
+    """CreateVideo (fps and audio from GetVideoComponents ``parts``) + SaveVideo mp4 as "cv"/"sv"."""
+    prompt["cv"] = {
+        "class_type": "CreateVideo",
+        "inputs": {"images": images, "fps": [parts[0], 2], "audio": [parts[0], 1]},
+    }
+    prompt["sv"] = {
+        "class_type": "SaveVideo",
+        "inputs": {"video": ["cv", 0], "filename_prefix": prefix, "format": "mp4", "codec": "h264"},
+    }
+
+
+def saved_video(result, output_dir):
+    files = [f for f in result.saved_files(output_dir) if f.suffix == ".mp4"]
+    assert len(files) == 1 and files[0].is_file(), f"saved: {result.outputs}"
+    return read_video(files[0])
+
+
+def grow(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation of [H, W] bool by a (2r+1)² square (PIL's MaxFilter)."""
+    img = Image.fromarray(mask.astype(np.uint8) * 255)
+    return np.asarray(img.filter(ImageFilter.MaxFilter(2 * radius + 1))) > 0
+
+
+def test_video_depth_to_sbs(comfy, comfy_server, clips, tiny_models):
+    """video → LoadDepthCrafter + VideoDepth → ForwardSplat → ComposeSBS → CreateVideo + SaveVideo, depth saved."""
+    prompt: dict = {}
+    frames = load_video(prompt, "src", clips.source_name)
+    prompt["load_dc"] = load_depthcrafter()
+    prompt["depth"] = video_depth(frames)
+    prompt["splat"] = forward_splat(frames, ["depth", 0])
+    prompt["sbs"] = {
+        "class_type": "SC3D_ComposeSBS",
+        "inputs": {"left": frames, "right": ["splat", 0], "layout": "full SBS", "resize_filter": "bicubic"},
+    }
+    save_video(prompt, ["sbs", 0], frames, "e2e/depth_sbs")
+    prompt["save_depth"] = save_image(["depth", 0], "e2e/depth_sbs_depth")
+    # Out-of-range depth would be clipped silently by SaveImage; these masks show it: (d > 1) and (1 - d > 1).
+    prompt["dmask"] = {"class_type": "ImageToMask", "inputs": {"image": ["depth", 0], "channel": "red"}}
+    prompt["dinv"] = {"class_type": "InvertMask", "inputs": {"mask": ["dmask", 0]}}
+    for name, mask in (("above", "dmask"), ("below", "dinv")):
+        prompt[name] = {"class_type": "ThresholdMask", "inputs": {"mask": [mask, 0], "value": 1.0}}
+        prompt[name + "_img"] = {"class_type": "MaskToImage", "inputs": {"mask": [name, 0]}}
+        prompt[name + "_save"] = save_image([name + "_img", 0], f"e2e/depth_sbs_{name}_range")
+    result = comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+
+    video = saved_video(result, comfy_server.output_dir)
+    assert video.frames.shape == (clips.frames, 270, 960, 3)
+    assert video.fps == 24 and video.audio_streams == 1
+    depth = np.stack(saved_pngs(result, comfy_server.output_dir, "save_depth"))
+    assert depth.shape == (clips.frames, 270, 480, 3), "VideoDepth must keep the input's frame count and size"
+    assert (depth == depth[..., :1]).all(), "the depth IMAGE must be grey (R = G = B)"
+    # Normalised 0..1 over the whole clip: the darkest pixel is 0 and the brightest 1 (255 once saved) ...
+    assert depth.min() == 0 and depth.max() == 255, (depth.min(), depth.max())
+    # ... and nothing lies outside 0..1.
+    for name in ("above", "below"):
+        out_of_range = np.stack(saved_pngs(result, comfy_server.output_dir, name + "_save"))
+        assert not out_of_range.any(), f"VideoDepth has {np.count_nonzero(out_of_range[..., 0])} pixels {name} 0..1"
+
+
+def test_stereo_inpaint_to_sbs(comfy, comfy_server, clips, tiny_models):
+    """frames + depth → ForwardSplat → LoadStereoCrafter + StereoInpaint → ComposeSBS → CreateVideo + SaveVideo;
+    with composite on, the pixels away from the holes are ForwardSplat's."""
+    prompt: dict = {}
+    frames = load_video(prompt, "src", clips.small_name)
+    depth = load_video(prompt, "dep", clips.small_depth_name)
+    prompt["splat"] = forward_splat(frames, depth)
+    prompt["load_sc"] = load_stereocrafter()
+    prompt["inpaint"] = stereo_inpaint(["splat", 0], ["splat", 1])
+    prompt["sbs"] = {
+        "class_type": "SC3D_ComposeSBS",
+        "inputs": {"left": frames, "right": ["inpaint", 0], "layout": "full SBS", "resize_filter": "bicubic"},
+    }
+    save_video(prompt, ["sbs", 0], frames, "e2e/inpaint_sbs")
+    # PNG is lossless: the composite can be compared exactly.
+    prompt["save_warped"] = save_image(["splat", 0], "e2e/inpaint_sbs_warped")
+    prompt["mask_img"] = {"class_type": "MaskToImage", "inputs": {"mask": ["splat", 1]}}
+    prompt["save_mask"] = save_image(["mask_img", 0], "e2e/inpaint_sbs_mask")
+    prompt["save_inpainted"] = save_image(["inpaint", 0], "e2e/inpaint_sbs_right")
+    result = comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+
+    w, h = clips.small_size
+    video = saved_video(result, comfy_server.output_dir)
+    assert video.frames.shape == (clips.frames, h, 2 * w, 3)
+    assert video.fps == 24 and video.audio_streams == 1
+    warped = np.stack(saved_pngs(result, comfy_server.output_dir, "save_warped")).astype(int)
+    masks = np.stack(saved_pngs(result, comfy_server.output_dir, "save_mask"))[..., 0]
+    inpainted = np.stack(saved_pngs(result, comfy_server.output_dir, "save_inpainted")).astype(int)
+    assert inpainted.shape == warped.shape == (clips.frames, h, w, 3)
+    holes = masks >= 127  # the pipeline's holes are mask >= 0.5; SaveImage truncates 127.5 to 127
+    assert holes.any(axis=(1, 2)).all(), "the moving near disc must leave holes in every frame"
+    for i in range(clips.frames):
+        # StereoInpaint grows the holes by 3 px and feathers 3 px more: beyond that the warped pixels are kept.
+        far = ~grow(holes[i], 7)
+        diff = np.abs(inpainted[i] - warped[i])[far]
+        assert diff.max() <= 1, f"frame {i}: composite changed pixels away from the holes (by up to {diff.max()})"
+        filled = np.abs(inpainted[i] - warped[i])[holes[i]].mean()
+        assert filled > 1, f"frame {i}: the holes were not filled (mean change {filled:.2f})"
+
+
+def error_of(comfy, prompt: dict) -> str:
+    with pytest.raises(PromptError) as err:
+        comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+    return str(err.value)
+
+
+def depth_only_prompt(clips, **loader: str) -> dict:
+    prompt: dict = {}
+    frames = load_video(prompt, "src", clips.source_name)
+    prompt["load_dc"] = load_depthcrafter(**loader)
+    prompt["depth"] = video_depth(frames)
+    prompt["preview"] = {"class_type": "PreviewImage", "inputs": {"images": ["depth", 0]}}
+    return prompt
+
+
+def inpaint_only_prompt(clips, occlusion_file: str | None = None, **loader: str) -> dict:
+    prompt: dict = {}
+    frames = load_video(prompt, "src", clips.small_name)
+    prompt["splat"] = forward_splat(frames, load_video(prompt, "dep", clips.small_depth_name))
+    occlusion = ["splat", 1]
+    if occlusion_file:
+        prompt["occ_mask"] = {
+            "class_type": "ImageToMask",
+            "inputs": {"image": load_video(prompt, "occ", occlusion_file), "channel": "red"},
+        }
+        occlusion = ["occ_mask", 0]
+    prompt["load_sc"] = load_stereocrafter(**loader)
+    prompt["inpaint"] = stereo_inpaint(["splat", 0], occlusion)
+    prompt["preview"] = {"class_type": "PreviewImage", "inputs": {"images": ["inpaint", 0]}}
+    return prompt
+
+
+@pytest.mark.parametrize(
+    ("loader", "model_input", "folder", "repo"),
+    [
+        ("SC3D_LoadDepthCrafter", "depthcrafter", "depthcrafter", "tencent/DepthCrafter"),
+        ("SC3D_LoadDepthCrafter", "svd", "diffusers", "stabilityai/stable-video-diffusion-img2vid-xt-1-1"),
+        ("SC3D_LoadStereoCrafter", "stereocrafter", "stereocrafter", "TencentARC/StereoCrafter"),
+    ],
+)
+def test_missing_model_folder_is_reported(comfy, comfy_server, clips, tiny_models, loader, model_input, folder, repo):
+    """A folder that is not in models/ (e.g. a workflow from another machine), download_missing off."""
+    name = "NotDownloadedYet"
+    if loader == "SC3D_LoadDepthCrafter":
+        prompt = depth_only_prompt(clips, **{model_input: name})
+    else:
+        prompt = inpaint_only_prompt(clips, **{model_input: name})
+    message = error_of(comfy, prompt)
+    assert loader in message, message
+    assert f"'{name}' was not found in {comfy_server.base_dir / 'models' / folder}" in message, message
+    assert repo in message and "download_missing" in message, message
+
+
+def test_stereocrafter_unet_as_depthcrafter_is_reported(comfy, clips, tiny_models):
+    message = error_of(comfy, depth_only_prompt(clips, depthcrafter=WRONG_DEPTHCRAFTER_NAME))
+    assert "SC3D_LoadDepthCrafter" in message, message
+    assert str(tiny_models.wrong_depthcrafter) in message, message
+    assert "looks like the StereoCrafter inpainting UNet" in message, message
+    assert "tencent/DepthCrafter" in message, message  # the fix: where DepthCrafter comes from
+
+
+def test_inpaint_frame_count_mismatch_is_reported(comfy, clips, tiny_models):
+    """A 4-frame occlusion mask for 8 right-eye frames."""
+    message = error_of(comfy, inpaint_only_prompt(clips, occlusion_file=clips.small_short_depth_name))
+    assert "SC3D_StereoInpaint" in message, message
+    assert "4" in message and "8" in message and "frames" in message, message
+
+
+def test_video_depth_can_be_interrupted(comfy, clips, tiny_models):
+    """Cancel (POST /interrupt) while VideoDepth runs: ComfyUI reports execution_interrupted for it, promptly."""
+    prompt: dict = {}
+    frames = load_video(prompt, "src", clips.source_name)
+    prompt["load_dc"] = load_depthcrafter()
+    # Long: 50 steps with guidance on 2 windows at 512x256, about a minute on 2 CPU cores if not interrupted.
+    prompt["depth"] = video_depth(frames, steps=50, window_size=6, overlap=2, max_res=512, seed=7)
+    prompt["save"] = save_image(["depth", 0], "e2e/interrupted")
+    progress: list[dict] = []
+
+    def on_message(message: dict, prompt_id: str) -> None:
+        if message["type"] == "progress" and message["data"].get("node") == "depth":
+            progress.append(message["data"])
+            if len(progress) == 1:
+                comfy.interrupt(prompt_id)
+
+    with pytest.raises(PromptInterrupted) as err:
+        comfy.run(prompt, timeout=PROMPT_TIMEOUT, on_message=on_message)
+    assert progress, "VideoDepth sent no progress before it was interrupted"
+    total = progress[0]["max"]
+    assert total == 2 * 50, f"progress counts denoising steps over both windows: max {total}"
+    interrupted = [m["data"] for m in err.value.messages if m["type"] == "execution_interrupted"]
+    assert len(interrupted) == 1 and interrupted[0]["node_id"] == "depth", interrupted
+    assert interrupted[0]["node_type"] == "SC3D_VideoDepth"
+    assert max(p["value"] for p in progress) < total / 2, "the interrupt was not honoured promptly"
+    executed = {m["data"]["node"] for m in err.value.messages if m["type"] == "executed"}
+    assert "save" not in executed
+
+    # The server is not left interrupted: the next prompt runs.
+    prompt["depth"]["inputs"].update(FAST_DEPTH, seed=8)
+    result = comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+    assert len(result.outputs["save"]["images"]) == clips.frames
