@@ -10,8 +10,9 @@ from ..stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, pr
 from ..stereocrafter.depthcrafter_unet import load_depthcrafter_unet
 from ..stereocrafter.svd_components import load_svd_components
 from . import comfy_runtime
-from .managed_model import PRECISIONS, ManagedPipeline, choose_dtype
-from .model_folders import DEPTHCRAFTER, SVD, list_model_dirs, resolve_model_dir
+from .loader_inputs import model_folder_input, shared_loader_inputs
+from .managed_model import ManagedPipeline, choose_dtype
+from .model_folders import DEPTHCRAFTER, SVD, resolve_model_dir
 
 CATEGORY = "StereoCrafter3D/depth"
 DepthCrafterModel = io.Custom("SC3D_DEPTHCRAFTER")
@@ -32,41 +33,12 @@ class LoadDepthCrafter(io.ComfyNode):
                 "xt 1.1 VAE and CLIP encoder (from models/diffusers). Weights are non-commercial."
             ),
             inputs=[
-                io.Combo.Input(
+                model_folder_input(
                     "depthcrafter",
-                    options=list_model_dirs(DEPTHCRAFTER),
-                    default=DEPTHCRAFTER.default_name,
-                    tooltip=(
-                        "Folder in models/depthcrafter holding config.json and diffusion_pytorch_model.safetensors."
-                    ),
+                    DEPTHCRAFTER,
+                    "Folder in models/depthcrafter holding config.json and diffusion_pytorch_model.safetensors.",
                 ),
-                io.Combo.Input(
-                    "svd",
-                    options=list_model_dirs(SVD),
-                    default=SVD.default_name,
-                    tooltip=(
-                        "Folder in models/diffusers holding stable-video-diffusion-img2vid-xt-1-1 (vae/, "
-                        "image_encoder/, ...)."
-                    ),
-                ),
-                io.Combo.Input(
-                    "precision",
-                    options=list(PRECISIONS),
-                    default="auto",
-                    tooltip=(
-                        "Weights and compute dtype. auto: ComfyUI's choice for your GPU (fp16 as the reference), "
-                        "fp32 on CPU."
-                    ),
-                ),
-                io.Boolean.Input(
-                    "download_missing",
-                    default=False,
-                    tooltip=(
-                        "Download missing weights from Hugging Face (about 3 GB + 1.5 GB). The SVD repository is "
-                        "gated: "
-                        "accept its licence on huggingface.co and log in first."
-                    ),
-                ),
+                *shared_loader_inputs(),
             ],
             outputs=[DepthCrafterModel.Output(display_name="depthcrafter", tooltip="DepthCrafter for VideoDepth.")],
         )

@@ -17,8 +17,9 @@ from ..stereocrafter.inpaint_pipeline import (
 from ..stereocrafter.inpaint_unet import load_inpaint_unet
 from ..stereocrafter.svd_components import load_svd_components
 from . import comfy_runtime
-from .managed_model import PRECISIONS, ManagedPipeline, choose_dtype
-from .model_folders import STEREOCRAFTER, SVD, list_model_dirs, resolve_model_dir
+from .loader_inputs import model_folder_input, shared_loader_inputs
+from .managed_model import ManagedPipeline, choose_dtype
+from .model_folders import STEREOCRAFTER, SVD, resolve_model_dir
 
 CATEGORY = "StereoCrafter3D/inpaint"
 StereoCrafterModel = io.Custom("SC3D_STEREOCRAFTER")
@@ -41,41 +42,12 @@ class LoadStereoCrafter(io.ComfyNode):
                 "are non-commercial."
             ),
             inputs=[
-                io.Combo.Input(
+                model_folder_input(
                     "stereocrafter",
-                    options=list_model_dirs(STEREOCRAFTER),
-                    default=STEREOCRAFTER.default_name,
-                    tooltip=(
-                        "Folder in models/stereocrafter (with unet_diffusers/, or config.json + weights at its root)."
-                    ),
+                    STEREOCRAFTER,
+                    "Folder in models/stereocrafter (with unet_diffusers/, or config.json + weights at its root).",
                 ),
-                io.Combo.Input(
-                    "svd",
-                    options=list_model_dirs(SVD),
-                    default=SVD.default_name,
-                    tooltip=(
-                        "Folder in models/diffusers holding stable-video-diffusion-img2vid-xt-1-1 (vae/, "
-                        "image_encoder/, ...)."
-                    ),
-                ),
-                io.Combo.Input(
-                    "precision",
-                    options=list(PRECISIONS),
-                    default="auto",
-                    tooltip=(
-                        "Weights and compute dtype. auto: ComfyUI's choice for your GPU (fp16 as the reference), "
-                        "fp32 on CPU."
-                    ),
-                ),
-                io.Boolean.Input(
-                    "download_missing",
-                    default=False,
-                    tooltip=(
-                        "Download missing weights from Hugging Face (about 3 GB + 1.5 GB). The SVD repository is "
-                        "gated: "
-                        "accept its licence on huggingface.co and log in first."
-                    ),
-                ),
+                *shared_loader_inputs(),
             ],
             outputs=[
                 StereoCrafterModel.Output(display_name="stereocrafter", tooltip="StereoCrafter for StereoInpaint.")
