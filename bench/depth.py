@@ -27,47 +27,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from svd_architecture import SCHEDULER_CONFIG, build_vae_and_clip, place, svd_unet_config  # noqa: E402
+
 from stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size  # noqa: E402
 from stereocrafter.depthcrafter_unet import DepthCrafterUNet  # noqa: E402
 from stereocrafter.svd_components import SVDComponents  # noqa: E402
 
 GIB = 1024**3
 
-SVD_SCHEDULER = {
-    "_class_name": "EulerDiscreteScheduler",
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "clip_sample": False,
-    "interpolation_type": "linear",
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "set_alpha_to_one": False,
-    "sigma_max": 700.0,
-    "sigma_min": 0.002,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-    "timestep_spacing": "leading",
-    "timestep_type": "continuous",
-    "trained_betas": None,
-    "use_karras_sigmas": True,
-}
-
-DEPTHCRAFTER_UNET = {
-    "sample_size": 96,
-    "in_channels": 8,
-    "out_channels": 4,
-    "down_block_types": ["CrossAttnDownBlockSpatioTemporal"] * 3 + ["DownBlockSpatioTemporal"],
-    "up_block_types": ["UpBlockSpatioTemporal"] + ["CrossAttnUpBlockSpatioTemporal"] * 3,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "addition_time_embed_dim": 256,
-    "projection_class_embeddings_input_dim": 768,
-    "layers_per_block": 2,
-    "cross_attention_dim": 1024,
-    "transformer_layers_per_block": 1,
-    "num_attention_heads": [5, 10, 20, 20],
-    "num_frames": 25,
-}
+SVD_SCHEDULER = SCHEDULER_CONFIG
+DEPTHCRAFTER_UNET = svd_unet_config(in_channels=8)
 
 # Reference figures (H100, the reference code with StereoCrafter's / v1.0.1's settings) and targets.
 REFERENCE = {"sc70": (0.353, 18.9), "sc160": (0.418, None), "v101": (0.204, 21.4)}
@@ -130,38 +99,12 @@ VARIANTS = {
 
 def build_models(device: torch.device, dtype: torch.dtype) -> tuple[DepthCrafterUNet, SVDComponents]:
     """Real-size architectures, random weights, built directly on the device."""
-    from diffusers import AutoencoderKLTemporalDecoder
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
     with torch.device(device):
-        unet = DepthCrafterUNet(**DEPTHCRAFTER_UNET).to(dtype).eval().requires_grad_(False)
-        vae = AutoencoderKLTemporalDecoder(
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            latent_channels=4,
-            sample_size=768,
-            scaling_factor=0.18215,
-            force_upcast=True,
-        )
-        vae = vae.to(dtype).eval().requires_grad_(False)
-        clip_config = CLIPVisionConfig(
-            hidden_size=1280,
-            intermediate_size=5120,
-            num_hidden_layers=32,
-            num_attention_heads=16,
-            patch_size=14,
-            image_size=224,
-            projection_dim=1024,
-            hidden_act="gelu",
-        )
-        clip_config._attn_implementation = "sdpa"
-        clip = CLIPVisionModelWithProjection(clip_config).to(dtype).eval().requires_grad_(False)
-    # Some parameters are built with the legacy torch.Tensor([...]) constructor (AlphaBlender.mix_factor), which
-    # ignores the default-device context: move everything explicitly.
-    for module in (unet, vae, clip):
-        torch.nn.Module.to(module, device=device)
+        unet = DepthCrafterUNet(**DEPTHCRAFTER_UNET)
+    unet = place(unet, device, dtype)
+    vae, clip = build_vae_and_clip(device, dtype)
     params = sum(p.numel() for p in unet.parameters()) / 1e9
     print(f"built UNet {params:.2f} B params, VAE, CLIP ViT-H/14 on {device} in {dtype}")
     return unet, SVDComponents(vae=vae, image_encoder=clip, scheduler_config=SVD_SCHEDULER)

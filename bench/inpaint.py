@@ -30,8 +30,9 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from svd_architecture import SCHEDULER_CONFIG, build_vae_and_clip, place, svd_unet_config  # noqa: E402
+
 from stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline  # noqa: E402
-from tests.tiny_models import SCHEDULER_CONFIG  # noqa: E402  (the real SVD scheduler config)
 
 REFERENCE = {  # reference figures (brief): seconds per frame, peak GiB
     "1024x512 t1": (0.342, 12.1),
@@ -43,8 +44,7 @@ TARGET_PEAK_GB_1080 = 10.0
 
 def build_models(device: torch.device, dtype: torch.dtype, tiny: bool) -> StereoInpaintPipeline:
     """Real-size (or tiny) random models, built directly on ``device``."""
-    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    from diffusers import UNetSpatioTemporalConditionModel
 
     if tiny:
         from tests.tiny_models import tiny_clip, tiny_unet, tiny_vae
@@ -57,48 +57,9 @@ def build_models(device: torch.device, dtype: torch.dtype, tiny: bool) -> Stereo
         )
     torch.manual_seed(0)
     with torch.device(device):
-        vae = AutoencoderKLTemporalDecoder(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            latent_channels=4,
-            sample_size=768,
-            scaling_factor=0.18215,
-            force_upcast=True,
-        ).to(dtype)
-        config = CLIPVisionConfig(
-            hidden_size=1280,
-            intermediate_size=5120,
-            num_hidden_layers=32,
-            num_attention_heads=16,
-            image_size=224,
-            patch_size=14,
-            projection_dim=1024,
-            hidden_act="gelu",
-        )
-        config._attn_implementation = "sdpa"
-        clip = CLIPVisionModelWithProjection(config).to(dtype)
-        unet = UNetSpatioTemporalConditionModel(
-            sample_size=96,
-            in_channels=9,
-            out_channels=4,
-            down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 3 + ("DownBlockSpatioTemporal",),
-            up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 3,
-            block_out_channels=(320, 640, 1280, 1280),
-            addition_time_embed_dim=256,
-            projection_class_embeddings_input_dim=768,
-            layers_per_block=2,
-            cross_attention_dim=1024,
-            transformer_layers_per_block=1,
-            num_attention_heads=(5, 10, 20, 20),
-            num_frames=25,
-        ).to(dtype)
-    for module in (vae, clip, unet):
-        # .to(device) too: a few parameters are built with the legacy torch.Tensor(...) constructor, which ignores
-        # the default-device context (e.g. the UNet's temporal mix factors).
-        module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        unet = UNetSpatioTemporalConditionModel(**svd_unet_config(in_channels=9))
+    unet = place(unet, device, dtype)
+    vae, clip = build_vae_and_clip(device, dtype)
     return StereoInpaintPipeline(unet, vae, clip, SCHEDULER_CONFIG)
 
 
