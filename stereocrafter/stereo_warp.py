@@ -85,6 +85,7 @@ def warp_to_right_eye(
     device: torch.device | str | None = None,
     batch_size: int = 16,
     on_progress: Callable[[int, int], None] | None = None,
+    depth_range: tuple[float, float] | None = None,
 ) -> WarpResult:
     """Splat a left-eye clip into the right eye using its depth.
 
@@ -95,6 +96,8 @@ def warp_to_right_eye(
         device: where to splat (default: the frames' device). Outputs stay on the frames' device.
         batch_size: frames per splat call; bounds the memory used on ``device``.
         on_progress: called with (frames done, total frames) after each batch.
+        depth_range: fixed (min, max) depth to normalise with instead of this clip's own, so that chunks of a
+            long video share one scale.
 
     Returns:
         A :class:`WarpResult` of float32 tensors on the frames' device.
@@ -106,7 +109,7 @@ def warp_to_right_eye(
     depth = depth_to_frame_size(depth, frames)
     total, _, width, _ = frames.shape
     max_disparity = max_disparity_pixels(settings.max_disparity, settings.disparity_unit, width)
-    disparity = depth_to_disparity(depth, max_disparity, settings.convergence, settings.invert)
+    disparity = depth_to_disparity(depth, max_disparity, settings.convergence, settings.invert, depth_range)
     device = torch.device(device) if device is not None else frames.device
 
     right = torch.empty(frames.shape, dtype=torch.float32, device=frames.device)
@@ -123,7 +126,7 @@ def warp_to_right_eye(
         occlusion[start:stop] = batch_occlusion
         if on_progress is not None:
             on_progress(stop, total)
-    normalized = normalize_depth(depth)
+    normalized = normalize_depth(depth, depth_range)
     if settings.invert:
         normalized = 1.0 - normalized
     return WarpResult(right=right, occlusion=occlusion, depth=normalized)

@@ -1,0 +1,342 @@
+"""Streaming video files in and out with PyAV: frames as float32 [n, H, W, 3] chunks, H.264/H.265 segments,
+and the final remux that joins encoded segments and the source's audio without re-encoding the video.
+
+Reading decodes frame by frame, so memory holds one chunk at a time whatever the clip length. Variable frame
+rate input is read frame by frame and written at its average rate (every decoded frame becomes one output frame,
+the original per-frame timing is not kept); :func:`probe_video` flags it so the caller can say so.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+Codec = Literal["h264", "h265"]
+CODECS: dict[Codec, str] = {"h264": "libx264", "h265": "libx265"}
+#: Output containers we can mux H.264/H.265 into, and the audio codecs each takes as a plain copy.
+AUDIO_COPY_CODECS: dict[str, set[str] | None] = {
+    ".mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
+    ".m4v": {"aac", "mp3", "ac3", "eac3", "alac"},
+    ".mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s24le", "pcm_s16be", "pcm_s24be"},
+    ".mkv": None,  # Matroska takes any audio codec
+}
+
+
+class VideoReadError(ValueError):
+    """A video (or depth video) cannot be read: missing, not a video, no video stream or no frames."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the converter needs to know about a source video.
+
+    ``frame_count`` comes from the container header when it has one, else from counting packets (no decoding).
+    ``start_time`` is the first video timestamp in seconds (audio is re-timed relative to it).
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: Fraction
+    frame_count: int
+    time_base: Fraction
+    start_time: float
+    pix_fmt: str
+    bit_depth: int
+    variable_frame_rate: bool
+    audio_streams: int
+
+
+def _open(path: Path | str) -> av.container.InputContainer:
+    path = Path(path)
+    if not path.exists():
+        raise VideoReadError(f"{path}: no such file.")
+    if not path.is_file():
+        raise VideoReadError(f"{path}: not a file.")
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise VideoReadError(f"{path}: not a readable video file ({exc}).") from exc
+
+
+def _video_stream(container: av.container.InputContainer, path: Path | str) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise VideoReadError(f"{path}: has no video stream.")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame threading: decoding is a large share of the model-free path
+    return stream
+
+
+def _bit_depth(stream: av.video.stream.VideoStream) -> int:
+    fmt = stream.codec_context.format
+    if fmt is None or not fmt.components:
+        return 8
+    return max(component.bits for component in fmt.components)
+
+
+def _count_packets(path: Path) -> tuple[int, bool]:
+    """(video packet count, whether the frame durations vary) by demuxing only."""
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        count, durations = 0, set()
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue  # the demuxer's final empty flush packet
+            count += 1
+            if packet.duration:
+                durations.add(packet.duration)
+        return count, len(durations) > 1
+
+
+def probe_video(path: Path | str) -> VideoInfo:
+    """Read a video's size, rate, frame count and format; a :class:`VideoReadError` naming the problem."""
+    path = Path(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate:
+            raise VideoReadError(f"{path}: the video stream has no frame rate.")
+        fps = Fraction(rate)
+        header_frames = int(stream.frames or 0)
+        # Containers disagree on how they store rates; a real difference means variable frame rate.
+        guessed = stream.guessed_rate or stream.base_rate
+        vfr = bool(guessed) and abs(float(Fraction(guessed)) - float(fps)) > 0.01 * float(fps)
+        info = dict(
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=fps,
+            time_base=Fraction(stream.time_base),
+            start_time=float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0,
+            pix_fmt=stream.codec_context.pix_fmt or "",
+            bit_depth=_bit_depth(stream),
+            audio_streams=len(container.streams.audio),
+        )
+    frame_count = header_frames
+    if frame_count <= 0:
+        frame_count, varying = _count_packets(path)
+        vfr = vfr or varying
+    if frame_count <= 0:
+        raise VideoReadError(f"{path}: the video stream has no frames.")
+    if info["width"] <= 0 or info["height"] <= 0:
+        raise VideoReadError(f"{path}: the video stream has no frame size.")
+    return VideoInfo(path=path, frame_count=frame_count, variable_frame_rate=vfr, **info)
+
+
+def _to_float(frame: av.VideoFrame, high_bit_depth: bool) -> np.ndarray:
+    """One decoded frame as [H, W, 3] float32 0..1 (16-bit RGB for >8-bit sources: no precision lost)."""
+    if high_bit_depth:
+        return frame.to_ndarray(format="rgb48le").astype(np.float32) / 65535.0
+    return frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0
+
+
+def read_frames(path: Path | str, chunk_frames: int, start: int = 0) -> Iterator[torch.Tensor]:
+    """Yield the frames of ``path`` from frame ``start`` on, as float32 [n, H, W, 3] 0..1 chunks of at most
+    ``chunk_frames`` frames (the last may be shorter). Frames before ``start`` are decoded and dropped (exact
+    for any GOP structure and frame rate, unlike seeking by time)."""
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}.")
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        high = _bit_depth(stream) > 8
+        batch: list[np.ndarray] = []
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                if index >= start:
+                    batch.append(_to_float(frame, high))
+                    if len(batch) == chunk_frames:
+                        yield torch.from_numpy(np.stack(batch))
+                        batch = []
+                index += 1
+        except av.FFmpegError as exc:
+            raise VideoReadError(f"{path}: decoding failed at frame {index} ({exc}).") from exc
+        if batch:
+            yield torch.from_numpy(np.stack(batch))
+
+
+def even_size(height: int, width: int) -> tuple[int, int]:
+    """The size 4:2:0 encoders accept: each side rounded up to even."""
+    return height + height % 2, width + width % 2
+
+
+def pad_to_even(frames: torch.Tensor) -> torch.Tensor:
+    """[n, H, W, C] → [n, H', W', C] with even H', W', repeating the last row/column (no content is lost,
+    the extra line is invisible in practice)."""
+    _, height, width, _ = frames.shape
+    if height % 2:
+        frames = torch.cat([frames, frames[:, -1:]], dim=1)
+    if width % 2:
+        frames = torch.cat([frames, frames[:, :, -1:]], dim=2)
+    return frames
+
+
+class SegmentWriter:
+    """Encode frames to one video-only segment file (H.264 or H.265, CRF, yuv420p or yuv420p10le).
+
+    Frames are float [n, H, W, 3] 0..1 of a fixed size; odd sizes are padded to even (see :func:`pad_to_even`).
+    Timestamps start at 0 in units of one frame: segments are joined later by :func:`mux_segments`.
+    """
+
+    def __init__(
+        self, path: Path, width: int, height: int, fps: Fraction, codec: Codec, crf: int, ten_bit: bool
+    ) -> None:
+        if codec not in CODECS:
+            raise ValueError(f"codec must be one of {tuple(CODECS)}, got {codec!r}.")
+        self.path = path
+        self.ten_bit = ten_bit
+        self.container = av.open(str(path), "w", format="mp4")
+        self.stream = self.container.add_stream(CODECS[codec], rate=fps)
+        self.stream.height, self.stream.width = even_size(height, width)
+        self.stream.pix_fmt = "yuv420p10le" if ten_bit else "yuv420p"
+        options = {"crf": str(crf)}
+        if codec == "h265":
+            options["x265-params"] = "log-level=error"
+            self.stream.codec_tag = "hvc1"  # the tag Apple players require for HEVC in MP4
+        self.stream.options = options
+        self.frames_written = 0
+
+    def write(self, frames: torch.Tensor) -> None:
+        """Encode [n, H, W, 3] float 0..1 frames."""
+        frames = pad_to_even(frames.clamp(0.0, 1.0))
+        if self.ten_bit:
+            pixels = (frames * 65535.0 + 0.5).to(torch.int32).to(torch.uint16).numpy()
+            fmt = "rgb48le"
+        else:
+            pixels = (frames * 255.0 + 0.5).to(torch.uint8).numpy()
+            fmt = "rgb24"
+        for image in pixels:
+            frame = av.VideoFrame.from_ndarray(image, format=fmt)
+            frame.pts = self.frames_written
+            self.container.mux(self.stream.encode(frame))
+            self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file."""
+        self.container.mux(self.stream.encode(None))
+        self.container.close()
+
+
+def _segment_packets(
+    segments: list[tuple[Path, int]], fps: Fraction, out_stream: av.video.stream.VideoStream
+) -> Iterator[av.Packet]:
+    """The packets of consecutive (segment, frame count) files, re-timed so they play one after another."""
+    offset_seconds = Fraction(0)
+    for segment, frames in segments:
+        with av.open(str(segment)) as container:
+            stream = container.streams.video[0]
+            shift = round(offset_seconds / Fraction(stream.time_base))
+            for packet in container.demux(stream):
+                if packet.dts is None:
+                    continue
+                packet.pts += shift
+                packet.dts += shift
+                packet.stream = out_stream
+                yield packet
+        offset_seconds += frames / fps
+
+
+def _audio_copy_packets(path: Path, index: int, out_stream, shift_s: float) -> Iterator[av.Packet]:
+    """Copy the packets of audio stream ``index`` of ``path``, moved by ``-shift_s`` seconds (the video's start)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[index]
+        shift = round(Fraction(shift_s) / Fraction(stream.time_base))
+        for packet in container.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = out_stream
+            yield packet
+
+
+def _audio_aac_packets(path: Path, index: int, out_stream, shift_s: float) -> Iterator[av.Packet]:
+    """Re-encode audio stream ``index`` of ``path`` to AAC (for codecs the output container cannot hold)."""
+    codec = out_stream.codec_context
+    rate = codec.sample_rate
+    resampler = av.AudioResampler(format=codec.format.name, layout=codec.layout.name, rate=rate)
+    fifo = av.AudioFifo()
+    next_pts: int | None = None
+    with av.open(str(path)) as container:
+        for frame in container.decode(container.streams.audio[index]):
+            if next_pts is None:
+                start = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+                next_pts = round((start - shift_s) * rate)
+            for resampled in resampler.resample(frame):
+                resampled.pts = None  # the FIFO re-chunks; we stamp the AAC-sized frames ourselves
+                fifo.write(resampled)
+            while fifo.samples >= codec.frame_size:
+                chunk = fifo.read(codec.frame_size)
+                chunk.pts, chunk.time_base = next_pts, Fraction(1, rate)
+                next_pts += chunk.samples
+                yield from out_stream.encode(chunk)
+    if fifo.samples and next_pts is not None:
+        chunk = fifo.read()
+        chunk.pts, chunk.time_base = next_pts, Fraction(1, rate)
+        yield from out_stream.encode(chunk)
+    yield from out_stream.encode(None)
+
+
+def _packet_time(packet: av.Packet) -> float:
+    return float(packet.dts * packet.time_base)
+
+
+def output_format(path: Path) -> str:
+    """The muxer for an output path's suffix; a ValueError for suffixes we cannot write."""
+    suffix = path.suffix.lower()
+    if suffix not in AUDIO_COPY_CODECS:
+        raise ValueError(f"{path}: output must end in one of {tuple(AUDIO_COPY_CODECS)}, got {suffix!r}.")
+    return {".mkv": "matroska", ".mov": "mov"}.get(suffix, "mp4")
+
+
+def _audio_source(
+    audio: VideoInfo, index: int, stream, out: av.container.OutputContainer, allowed: set[str] | None, suffix: str
+) -> Iterator[av.Packet]:
+    """An output stream for source audio stream ``index`` and the generator of its packets (copy or AAC)."""
+    name = stream.codec_context.name
+    if allowed is None or name in allowed:
+        return _audio_copy_packets(audio.path, index, out.add_stream_from_template(stream), audio.start_time)
+    logger.info("audio: %s cannot go into %s as is; re-encoding it to AAC.", name, suffix)
+    audio_out = out.add_stream("aac", rate=stream.codec_context.sample_rate)
+    # The default layout for the channel count: sources may have an unordered one ("1 channels"), which AAC refuses.
+    channels = stream.codec_context.layout.nb_channels
+    audio_out.layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(channels, "stereo")  # else downmixed
+    audio_out.format = "fltp"
+    audio_out.codec_context.open()  # now, not at the first frame: the header needs the encoder's extradata
+    return _audio_aac_packets(audio.path, index, audio_out, audio.start_time)
+
+
+def mux_segments(
+    segments: list[tuple[Path, int]], fps: Fraction, output: Path, container_suffix: str, audio: VideoInfo | None
+) -> None:
+    """Join encoded video segments (path, frame count) into ``output`` without re-encoding, plus the audio of
+    ``audio`` (a source video's info, or None).
+
+    Audio streams are copied when the container (chosen by ``container_suffix``, e.g. ".mp4") takes their codec,
+    else re-encoded to AAC; timing stays relative to the source's first video frame, so sync is the source's."""
+    fmt = output_format(Path("x" + container_suffix))
+    allowed = AUDIO_COPY_CODECS[container_suffix.lower()]
+    with av.open(str(segments[0][0])) as first, av.open(str(output), "w", format=fmt) as out:
+        template = first.streams.video[0]
+        video_out = out.add_stream_from_template(template)
+        if fmt != "matroska" and template.codec_context.name == "hevc":
+            video_out.codec_tag = "hvc1"
+        sources = [_segment_packets(segments, fps, video_out)]
+        if audio is not None and audio.audio_streams:
+            # The templates must stay open while their parameters are copied into the output streams.
+            with av.open(str(audio.path)) as source:
+                for index, stream in enumerate(source.streams.audio):
+                    sources.append(_audio_source(audio, index, stream, out, allowed, container_suffix))
+        # Merge by decode time: the muxer then needs no large interleaving buffer, whatever the clip length.
+        for packet in heapq.merge(*sources, key=_packet_time):
+            out.mux(packet)
