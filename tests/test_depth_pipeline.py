@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,15 +29,9 @@ from stereocrafter.depthcrafter_unet import (
     temporal_convs_as_2d,
 )
 from stereocrafter.svd_components import SVDComponents, load_svd_components
-from tests.tiny_models import make_depthcrafter_folder, make_svd_folder, single_thread, tiny_unet
+from tests.tiny_models import make_depthcrafter_folder, make_svd_folder, tiny_unet
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # Small windows keep the tests fast: window 6, overlap 2 (stride 4), 2 steps, CFG on.

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +18,9 @@ from stereocrafter.model_files import (
     load_safetensors,
     resolve_snapshot,
 )
-from tests.tiny_models import make_depthcrafter_folder, make_stereocrafter_folder, make_svd_folder, single_thread
+from tests.tiny_models import make_depthcrafter_folder, make_stereocrafter_folder, make_svd_folder
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,15 +22,9 @@ from stereocrafter.svd_preprocess import (
     vae_encode_chunks,
     vae_encode_mode,
 )
-from tests.tiny_models import make_svd_folder, single_thread, tiny_clip, tiny_vae
+from tests.tiny_models import make_svd_folder, tiny_clip, tiny_vae
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
