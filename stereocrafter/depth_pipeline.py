@@ -1,32 +1,42 @@
 """Video depth with DepthCrafter, reproducing the reference numerics (reference.md §1.2–1.5, §3.7, §4.3).
 
 Frames [T, H, W, 3] float 0..1 → depth [T, H, W] float 0..1 (near = 1: DepthCrafter's affine-invariant disparity),
-at the INPUT size. Steps (numbered as in :meth:`VideoDepthPipeline.__call__`):
+at the INPUT size. :meth:`VideoDepthPipeline.stream` does the work window by window on frames that arrive in chunks;
+:meth:`VideoDepthPipeline.__call__` streams a whole clip and normalises it. Steps (numbered as in ``_stream``):
 
-1. Check the input; processing size = multiples of 64 under ``max_res`` (banker's rounding, scale from the original
-   dims).
-2. Encode in chunks: resize → ``x·2−1`` → per-frame CLIP embedding → noise augmentation (0.02) → VAE posterior mode.
-   Only the [T, 1024] embeddings and [T, 4, h/8, w/8] latents stay on the device.
+1. Check each input chunk; processing size = multiples of 64 under ``max_res`` (banker's rounding, scale from the
+   original dims); window plan from the frame count.
+2. Encode lazily, only as far as the current window needs, in chunks of ``encode_chunk_size`` aligned to frame 0:
+   resize → ``x·2−1`` → per-frame CLIP embedding → noise augmentation (0.02) → VAE posterior mode.
 3. Time ids [7, 127, noise_aug], Euler v-prediction Karras schedule from the SVD scheduler config.
 4. ONE window of initial noise, rotated so that a frame shared by two windows gets the same noise.
 5. Sliding windows: overlap frames re-noised at step 0 from the previous window's result, optional CFG (cond and
    uncond batched in one UNet call), linear latent blending over the overlap.
-6. Decode in temporal chunks, channel mean, bilinear resize to the input size, clip-wide min–max normalisation.
+6. After each window the frames before the next window's start are final: decode them in temporal chunks of
+   ``decode_chunk_size`` aligned to frame 0 (the decoder's output depends on the chunking, so these are the chunks of
+   a whole-clip decode), channel mean, bilinear resize to the input size, yield. ``__call__`` then min–max normalises
+   over the whole clip.
+
+Whatever the clip length, a stream holds about one window of embeddings, conditioning and stitched latents, one
+decode chunk and one input chunk: every buffer drops the frames that no later step needs.
 
 Deviations from the reference are listed in :data:`DEVIATIONS`.
 
-RNG: one ``torch.Generator(device).manual_seed(seed)``, drawn in the reference's order: noise augmentation first, then
-the window of initial latents. By default the augmentation noise is drawn frame by frame (so it does not depend on the
-chunk size and never needs the whole clip on the GPU); ``reference_rng=True`` draws it as ONE [T, 3, h, w] tensor as
-the reference does, which gives bit-identical draws to the reference's ``set_seed(seed)`` global-RNG stream on the same
-device and dtype, at the cost of T·3·h·w elements on the device for a moment.
+RNG: the reference draws from one generator seeded with ``seed``: the augmentation noise of ALL frames first, then one
+window of initial latents. A stream cannot draw in that order (it encodes lazily), so it uses two
+``torch.Generator(device).manual_seed(seed)``: one draws the augmentation noise frame by frame as frames are encoded,
+the other draws (and discards) T per-frame augmentation draws before the window noise, which gives the same numbers.
+Drawing frame by frame does not depend on the chunk size. ``reference_rng=True`` draws the augmentation noise as ONE
+[T, 3, h, w] tensor as the reference does, which gives bit-identical draws to the reference's ``set_seed(seed)``
+global-RNG stream on the same device and dtype, at the cost of T·3·h·w elements at once: only ``__call__`` (which has
+the whole clip anyway) offers it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,9 +55,9 @@ from .depthcrafter_unet import (
 from .svd_components import SVDComponents, load_svd_components
 from .svd_preprocess import (
     clip_image_embeds,
-    iter_vae_decode,
     module_dtype,
     move_module,
+    vae_decode_chunk,
     vae_encode_mode,
 )
 
@@ -137,6 +147,9 @@ class DepthStats:
     windows: list[tuple[int, int]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     peak_bytes: dict[str, int] = field(default_factory=dict)  # CUDA peak allocated per stage (profile=True)
+    # Most frames a stream held at once per buffer: "input" (pulled, not encoded yet), "encoded" (CLIP embeddings and
+    # conditioning latents), "latents" (stitched, not decoded yet). Bounded by the window and chunk sizes, not by T.
+    max_buffered_frames: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -289,6 +302,36 @@ def check_frames(frames: torch.Tensor) -> torch.Tensor:
     return frames
 
 
+def iter_checked_chunks(frames: Iterable[torch.Tensor], num_frames: int) -> Iterator[torch.Tensor]:
+    """Each chunk of ``frames`` through :func:`check_frames` ([n, H, W, 3] float), lazily.
+
+    Raises ValueError when a chunk is bad, when the chunks differ in size, or when the iterable does not yield exactly
+    ``num_frames`` frames (checked by pulling once more after the last frame, so a longer source fails before its
+    last chunk is used).
+    """
+    seen, frame_size = 0, None
+    iterator = iter(frames)
+    for index, chunk in enumerate(iterator):
+        try:
+            chunk = check_frames(chunk)
+        except ValueError as error:
+            raise ValueError(f"Chunk {index} of the frames (clip frames from {seen}): {error}") from error
+        if frame_size is None:
+            frame_size = tuple(chunk.shape[1:3])
+        elif tuple(chunk.shape[1:3]) != frame_size:
+            raise ValueError(
+                f"Chunk {index} of the frames is {chunk.shape[1]}x{chunk.shape[2]} (HxW) but the chunks before it are "
+                f"{frame_size[0]}x{frame_size[1]}: all frames of a clip must have one size."
+            )
+        seen += chunk.shape[0]
+        if seen > num_frames or (seen == num_frames and next(iterator, None) is not None):
+            raise ValueError(f"The frames iterable yields more than num_frames = {num_frames} frames.")
+        yield chunk
+        if seen == num_frames:
+            return
+    raise ValueError(f"The frames iterable yielded {seen} frames but num_frames is {num_frames}.")
+
+
 def minmax_normalize(depth: torch.Tensor) -> torch.Tensor:
     """(d − min) / (max − min) over the WHOLE clip, as StereoCrafter does after upsampling; flat clips → 0.5."""
     low, high = depth.min(), depth.max()
@@ -301,6 +344,39 @@ def minmax_normalize(depth: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------------------
 # The pipeline
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+class _FrameBuffer:
+    """Frames [start, end) of a clip in one tensor (frame axis first) that grows at the end and drops from the front,
+    so a stream keeps only the frames a later step still needs. ``peak``: the most frames held at once."""
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.data: torch.Tensor | None = None
+        self.peak = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + (0 if self.data is None else self.data.shape[0])
+
+    def append(self, frames: torch.Tensor) -> None:
+        # The first append keeps the tensor itself (no copy of a whole clip handed over as one chunk).
+        self.data = frames if self.data is None else torch.cat([self.data, frames])
+        self.peak = max(self.peak, self.data.shape[0])
+
+    def take(self, start: int, end: int) -> torch.Tensor:
+        """Clip frames [start, end) (within [self.start, self.end)), as a view."""
+        assert self.data is not None and self.start <= start <= end <= self.end
+        return self.data[start - self.start : end - self.start]
+
+    def drop_before(self, frame: int) -> None:
+        """Forget clip frames before ``frame`` (at most ``end``). The view keeps the old storage until the next
+        append copies the rest, which bounds it by the previous size."""
+        if frame <= self.start:
+            return
+        assert self.data is not None and frame <= self.end
+        self.data = self.data[frame - self.start :] if frame < self.end else None
+        self.start = frame
 
 
 class VideoDepthPipeline:
@@ -427,43 +503,40 @@ class VideoDepthPipeline:
         ]
         return torch.stack(frames)
 
-    def _encode(
+    def _encode_chunk(
         self,
         frames: torch.Tensor,
+        start: int,
         size: tuple[int, int],
         settings: DepthSettings,
         generator: torch.Generator,
         aug_noise: torch.Tensor | None,
         profile: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-frame CLIP embeddings [T, D] and conditioning latents [T, 4, h/8, w/8] (compute dtype, on device)."""
-        num_frames, chunk = frames.shape[0], settings.encode_chunk_size
-        if aug_noise is None and settings.reference_rng:
-            # One draw for the whole clip, as the reference (bit-identical stream); transient T·3·h·w on the device.
-            aug_noise = torch.randn(
-                (num_frames, 3, *size), generator=generator, device=self.device, dtype=self.dtype
-            ).cpu()
+        """Clip frames [start, start+n) ([n, H, W, 3] 0..1) → CLIP embeddings [n, D] and conditioning latents
+        [n, 4, h/8, w/8] (compute dtype, on the device). CLIP and the VAE must already be on the device."""
         components = self.components
-        embeddings, latents = [], []
-        vae_dtype = torch.float32 if settings.vae_encode_fp32 else None
-        with self._on_device(components.image_encoder), self._on_device(components.vae):
-            with module_dtype(components.vae, vae_dtype):
-                for start in range(0, num_frames, chunk):
-                    with self._stage("resize", profile):
-                        x = self._resize_chunk(frames[start : start + chunk], size, settings.resize_mode)
-                    with self._stage("clip", profile):
-                        emb = clip_image_embeds(
-                            x, components.image_encoder, components.clip_mean, components.clip_std, components.clip_size
-                        )
-                        embeddings.append(emb.to(self.dtype))
-                    with self._stage("vae_encode", profile):
-                        if settings.noise_aug_strength > 0 or aug_noise is not None:
-                            noise = self._draw_aug_noise(tuple(x.shape), generator, aug_noise, start)
-                            x = x + settings.noise_aug_strength * noise
-                        latents.append(vae_encode_mode(components.vae, x).to(self.dtype))
-        return torch.cat(embeddings), torch.cat(latents)
+        with self._stage("resize", profile):
+            x = self._resize_chunk(frames, size, settings.resize_mode)
+        with self._stage("clip", profile):
+            embeddings = clip_image_embeds(
+                x, components.image_encoder, components.clip_mean, components.clip_std, components.clip_size
+            ).to(self.dtype)
+        with self._stage("vae_encode", profile):
+            if settings.noise_aug_strength > 0 or aug_noise is not None:
+                noise = self._draw_aug_noise(tuple(x.shape), generator, aug_noise, start)
+                x = x + settings.noise_aug_strength * noise
+            latents = vae_encode_mode(components.vae, x).to(self.dtype)
+        return embeddings, latents
 
-    # -- step 5: denoise -----------------------------------------------------------------------------------------------
+    # -- steps 4-5: window noise, denoise ------------------------------------------------------------------------------
+
+    def _window_noise_shape(self, num_frames: int, size: tuple[int, int], settings: DepthSettings) -> tuple[int, ...]:
+        """Shape of one window of initial noise: [1, window, latent channels, h/8, w/8]."""
+        window, _ = effective_window(num_frames, settings.window_size, settings.overlap)
+        config = self.components.vae.config
+        scale = 2 ** (len(config.block_out_channels) - 1)
+        return (1, window, config.latent_channels, size[0] // scale, size[1] // scale)
 
     def _unet(
         self,
@@ -502,68 +575,204 @@ class VideoDepthPipeline:
             )[0]
         return v_uncond + settings.guidance_scale * (v_cond - v_uncond)
 
-    def _denoise(
+    def _denoise_window(
         self,
+        latents: torch.Tensor,
         cond_latents: torch.Tensor,
         embeddings: torch.Tensor,
+        time_ids: torch.Tensor,
+        sigmas: torch.Tensor,
+        timesteps: torch.Tensor,
         settings: DepthSettings,
-        generator: torch.Generator,
-        initial_latents: torch.Tensor | None,
+        window_index: int,
         progress: Callable[[int, int], None] | None,
         interrupt: Callable[[], None] | None,
     ) -> torch.Tensor:
-        """Sliding-window denoising; returns the stitched latents [T, 4, h, w] (compute dtype, device)."""
-        num_frames = cond_latents.shape[0]
-        window, overlap = effective_window(num_frames, settings.window_size, settings.overlap)
+        """Euler steps over one window. ``latents``: the window's starting latents [1, n, 4, h, w] (noise·σ0, overlap
+        already re-noised); ``cond_latents`` [1, n, 4, h, w]; ``embeddings`` [1, n, D]. Returns [1, n, 4, h, w]."""
+        for i, t in enumerate(timesteps):
+            if interrupt is not None:
+                interrupt()
+            v = self._unet(latents, cond_latents, embeddings, time_ids, sigmas[i], t, settings)
+            latents = euler_step(v, latents, sigmas[i], sigmas[i + 1])
+            if progress is not None:
+                progress(window_index, i)
+        return latents
+
+    # -- step 6: decode ------------------------------------------------------------------------------------------------
+
+    def _decode_chunk(self, latents: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+        """One temporal-decoder chunk [n, 4, h, w] → raw depth [n, H, W] fp32 CPU in 0..1: channel mean of the decoded
+        frames, bilinear resize to ``out_size``. The VAE must already be on the device."""
+        frames = vae_decode_chunk(self.components.vae, latents)
+        rgb = (frames.float() / 2 + 0.5).clamp(0, 1)  # the reference's postprocess_video
+        depth = rgb.sum(dim=1, keepdim=True) / 3
+        depth = F.interpolate(depth, size=out_size, mode="bilinear", align_corners=False)
+        return depth[:, 0].cpu()
+
+    # -- entry points --------------------------------------------------------------------------------------------------
+
+    def stream(
+        self,
+        frames: Iterable[torch.Tensor],
+        num_frames: int,
+        settings: DepthSettings | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        interrupt: Callable[[], None] | None = None,
+        initial_latents: torch.Tensor | None = None,
+        profile: bool = False,
+        _aug_noise: torch.Tensor | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Depth for a clip that arrives in chunks, window by window, in bounded memory.
+
+        Settings and ``num_frames`` are checked now; the rest happens as the result is iterated: the input is pulled
+        only as far as the current window needs (see the module docstring for what is held).
+
+        Args:
+            frames: chunks [n, H, W, 3] float in 0..1, any n >= 1 and any chunking, all of one size (CPU is best).
+            num_frames: how many frames the chunks hold in total (the window plan needs it up front).
+            settings: :class:`DepthSettings` (defaults: StereoCrafter's). ``reference_rng=True`` is refused: its one
+                [T, 3, h, w] draw needs memory for the whole clip; use :meth:`__call__`.
+            progress: called as ``progress(window_index, step_index)`` after each denoising step.
+            interrupt: called before each denoising step; raise from it to stop (e.g. ComfyUI's interrupt check).
+            initial_latents: optional preset initial noise [window, 4, h/8, w/8] (unit variance), instead of drawing it.
+            profile: synchronise the device around stages so ``last_stats.seconds`` is exact.
+            _aug_noise: for :meth:`__call__`: preset noise-augmentation noise [T, 3, h, w] (processing size); the
+                window noise is then drawn from a fresh generator, as no augmentation draws precede it.
+
+        Yields:
+            RAW depth chunks [m, H, W] float32 on the CPU in 0..1 (near = 1), in frame order, ``num_frames`` in all,
+            BEFORE the clip-wide min–max normalisation of :meth:`__call__` (which needs the whole clip). The chunks
+            are the decoder's chunks of ``decode_chunk_size`` frames (the last one may be shorter).
+        """
+        settings = settings or DepthSettings()
+        settings.validate()
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}: video depth needs at least 1 frame.")
+        if settings.reference_rng and _aug_noise is None:
+            raise ValueError(
+                "reference_rng=True draws the augmentation noise of the whole clip at once ([T, 3, h, w]), which a "
+                "bounded-memory stream cannot hold: call the pipeline with the whole clip (__call__), or use "
+                "reference_rng=False (frame-by-frame draws, same numbers on the CPU)."
+            )
+        return self._stream(frames, num_frames, settings, progress, interrupt, initial_latents, _aug_noise, profile)
+
+    @torch.inference_mode()
+    def _stream(
+        self,
+        frames: Iterable[torch.Tensor],
+        num_frames: int,
+        settings: DepthSettings,
+        progress: Callable[[int, int], None] | None,
+        interrupt: Callable[[], None] | None,
+        initial_latents: torch.Tensor | None,
+        aug_noise: torch.Tensor | None,
+        profile: bool,
+    ) -> Iterator[torch.Tensor]:
+        """The generator behind :meth:`stream` (arguments already validated)."""
+        # 1. The first chunk gives the input and processing sizes; the window plan needs only the frame count.
+        chunks = iter_checked_chunks(frames, num_frames)
+        pending = _FrameBuffer()  # input frames pulled but not encoded yet
+        pending.append(next(chunks))
+        height, width = pending.take(0, 1).shape[1:3]
+        size = processing_size(height, width, settings.max_res)
         windows = plan_windows(num_frames, settings.window_size, settings.overlap)
-        self.last_stats.windows = windows
+        self.last_stats = DepthStats(
+            num_frames=num_frames, input_size=(height, width), processing_size=size, windows=windows
+        )
+        logger.info("Video depth: %d frames %dx%d, processing at %dx%d", num_frames, width, height, size[1], size[0])
+
+        # 3. Schedule and time ids.
         sigmas, timesteps, init_sigma = karras_schedule(self.components, settings.num_inference_steps, self.device)
         time_ids = torch.tensor(
             [[settings.fps_id, settings.motion_bucket_id, settings.noise_aug_strength]],
             dtype=self.dtype,
             device=self.device,
         )
-        shape = (1, window, *cond_latents.shape[1:])
-        if initial_latents is None:
-            noise = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
-        else:
-            noise = initial_latents.reshape(shape).to(self.device, self.dtype)
-        noise = noise * init_sigma  # the reference's prepare_latents
-        result = torch.empty((1, *cond_latents.shape), dtype=self.dtype, device=self.device)
-        weights = blend_weights(overlap, self.device).view(1, overlap, 1, 1, 1) if overlap > 0 else None
-        cond_all, emb_all = cond_latents.unsqueeze(0), embeddings.unsqueeze(0)
 
+        # 4. One window of initial noise. The reference draws it after the augmentation noise of all T frames from
+        # the same generator; the augmentation generator draws lazily, so a second one skips those T draws first.
+        aug_generator = torch.Generator(self.device).manual_seed(settings.seed)
+        shape = self._window_noise_shape(num_frames, size, settings)
+        if initial_latents is not None:
+            noise = initial_latents.reshape(shape).to(self.device, self.dtype)
+        else:
+            generator = torch.Generator(self.device).manual_seed(settings.seed)
+            if aug_noise is None and settings.noise_aug_strength > 0:
+                for _ in range(num_frames):
+                    torch.randn((3, *size), generator=generator, device=self.device, dtype=self.dtype)
+            noise = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
+        noise = noise * init_sigma  # the reference's prepare_latents
+        overlap = effective_window(num_frames, settings.window_size, settings.overlap)[1]
+        weights = blend_weights(overlap, self.device) if overlap > 0 else None
+
+        embeddings = _FrameBuffer()  # per-frame CLIP embeddings [n, D], device
+        cond_latents = _FrameBuffer()  # conditioning latents [n, 4, h/8, w/8], device
+        result = _FrameBuffer()  # stitched latents not decoded yet [n, 4, h/8, w/8], device
+        vae_dtype = torch.float32 if settings.vae_encode_fp32 else None
+        components = self.components
         for w_index, (start, end) in enumerate(windows):
+            # 2. Encode through the window's end, in chunks aligned to frame 0 as a whole-clip encode makes them
+            # (batched CLIP/VAE kernels may round differently for other chunkings).
+            if cond_latents.end < end:
+                with self._on_device(components.image_encoder), self._on_device(components.vae):
+                    with module_dtype(components.vae, vae_dtype):
+                        while cond_latents.end < end:
+                            first = cond_latents.end
+                            last = min(first + settings.encode_chunk_size, num_frames)
+                            while pending.end < last:
+                                pending.append(next(chunks))
+                            emb, cond = self._encode_chunk(
+                                pending.take(first, last), first, size, settings, aug_generator, aug_noise, profile
+                            )
+                            pending.drop_before(last)
+                            embeddings.append(emb)
+                            cond_latents.append(cond)
+
+            # 5. Denoise the window; the overlap starts from the previous result re-noised with the same ε.
             latents = noise[:, : end - start].clone()
             noise = rotate_window_noise(noise, overlap)
-            for i, t in enumerate(timesteps):
-                if interrupt is not None:
-                    interrupt()
-                if w_index > 0 and i == 0 and overlap > 0:
-                    # Re-noise the overlap from the previous result with the same ε: x0_prev + σ0·ε.
-                    prev = result[:, start : start + overlap]
-                    latents[:, :overlap] = prev + latents[:, :overlap] / init_sigma * sigmas[0]
-                v = self._unet(latents, cond_all[:, start:end], emb_all[:, start:end], time_ids, sigmas[i], t, settings)
-                latents = euler_step(v, latents, sigmas[i], sigmas[i + 1])
-                if progress is not None:
-                    progress(w_index, i)
-            stitch_window(result, latents, start, end, weights if w_index > 0 else None)
-        return result[0]
+            if w_index > 0 and overlap > 0:
+                prev = result.take(start, start + overlap).unsqueeze(0)
+                latents[:, :overlap] = prev + latents[:, :overlap] / init_sigma * sigmas[0]  # x0_prev + σ0·ε
+            with self._on_device(self.unet), self._stage("unet", profile):
+                latents = self._denoise_window(
+                    latents,
+                    cond_latents.take(start, end).unsqueeze(0),
+                    embeddings.take(start, end).unsqueeze(0),
+                    time_ids,
+                    sigmas,
+                    timesteps,
+                    settings,
+                    w_index,
+                    progress,
+                    interrupt,
+                )
+            result.append(torch.empty((end - result.end, *latents.shape[2:]), dtype=self.dtype, device=self.device))
+            held = result.take(result.start, end).unsqueeze(0)  # a view: stitch_window writes into the buffer
+            stitch_window(held, latents, start - result.start, end - result.start, weights if w_index else None)
 
-    # -- step 6: decode ------------------------------------------------------------------------------------------------
-
-    def _decode(self, latents: torch.Tensor, out_size: tuple[int, int], chunk: int, profile: bool) -> torch.Tensor:
-        """Temporal-decode in chunks, mean of the 3 channels, bilinear resize to ``out_size``: [T, H, W] fp32 CPU."""
-        out = torch.empty((latents.shape[0], *out_size), dtype=torch.float32)
-        with self._on_device(self.components.vae), self._stage("vae_decode", profile):
-            for start, frames in iter_vae_decode(self.components.vae, latents, chunk):
-                rgb = (frames.float() / 2 + 0.5).clamp(0, 1)  # the reference's postprocess_video
-                depth = rgb.sum(dim=1, keepdim=True) / 3
-                depth = F.interpolate(depth, size=out_size, mode="bilinear", align_corners=False)
-                out[start : start + depth.shape[0]] = depth[:, 0].cpu()
-        return out
-
-    # -- entry point ---------------------------------------------------------------------------------------------------
+            # 6. Frames before the next window's start are final: drop their conditioning, decode the whole decoder
+            # chunks among them (all that is left after the last window), then yield outside the device stages.
+            next_start = windows[w_index + 1][0] if w_index + 1 < len(windows) else num_frames
+            embeddings.drop_before(next_start)
+            cond_latents.drop_before(next_start)
+            chunk = settings.decode_chunk_size
+            decode_end = num_frames if next_start == num_frames else next_start - next_start % chunk
+            depth = []
+            if decode_end > result.start:
+                with self._on_device(components.vae), self._stage("vae_decode", profile):
+                    for first in range(result.start, decode_end, chunk):
+                        last = min(first + chunk, decode_end)
+                        depth.append(self._decode_chunk(result.take(first, last), (height, width)))
+                result.drop_before(decode_end)
+            self.last_stats.max_buffered_frames = {
+                "input": pending.peak,
+                "encoded": cond_latents.peak,
+                "latents": result.peak,
+            }
+            yield from depth
 
     @torch.inference_mode()
     def __call__(
@@ -577,7 +786,7 @@ class VideoDepthPipeline:
         initial_latents: torch.Tensor | None = None,
         profile: bool = False,
     ) -> torch.Tensor:
-        """Depth for a clip.
+        """Depth for a whole clip: :meth:`stream` over it as one chunk, then min–max over the clip.
 
         Args:
             frames: [T, H, W, 3] float in 0..1 (CPU is best: only chunks go to the device).
@@ -593,24 +802,33 @@ class VideoDepthPipeline:
         """
         settings = settings or DepthSettings()
         settings.validate()
-        # 1. Inputs and processing size.
         frames = check_frames(frames)
-        num_frames, height, width = frames.shape[:3]
-        size = processing_size(height, width, settings.max_res)
-        self.last_stats = DepthStats(num_frames=num_frames, input_size=(height, width), processing_size=size)
-        logger.info("Video depth: %d frames %dx%d, processing at %dx%d", num_frames, width, height, size[1], size[0])
-        generator = torch.Generator(self.device).manual_seed(settings.seed)
-
-        # 2. Chunked encode: CLIP embeddings, conditioning latents (noise-aug draws come first, as in the reference).
-        embeddings, cond_latents = self._encode(frames, size, settings, generator, aug_noise, profile)
-
-        # 3-5. Schedule, window noise, sliding-window denoising.
-        with self._on_device(self.unet), self._stage("unet", profile):
-            latents = self._denoise(cond_latents, embeddings, settings, generator, initial_latents, progress, interrupt)
-
-        # 6. Decode, channel mean, resize to the input size, clip-wide min-max.
-        depth = self._decode(latents, (height, width), settings.decode_chunk_size, profile)
-        return minmax_normalize(depth)
+        num_frames = frames.shape[0]
+        if settings.reference_rng and aug_noise is None:
+            # The reference's order from one generator: ONE [T, 3, h, w] augmentation draw, then the window noise.
+            size = processing_size(frames.shape[1], frames.shape[2], settings.max_res)
+            generator = torch.Generator(self.device).manual_seed(settings.seed)
+            aug_noise = torch.randn(
+                (num_frames, 3, *size), generator=generator, device=self.device, dtype=self.dtype
+            ).cpu()
+            if initial_latents is None:
+                initial_latents = torch.randn(
+                    self._window_noise_shape(num_frames, size, settings),
+                    generator=generator,
+                    device=self.device,
+                    dtype=self.dtype,
+                )
+        depth = self.stream(
+            [frames],
+            num_frames,
+            settings,
+            progress=progress,
+            interrupt=interrupt,
+            initial_latents=initial_latents,
+            profile=profile,
+            _aug_noise=aug_noise,
+        )
+        return minmax_normalize(torch.cat(list(depth)))
 
 
 def default_device() -> torch.device:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -342,3 +343,127 @@ def test_temporal_convs_as_2d_same_math(parts: tuple[DepthCrafterUNet, SVDCompon
         assert torch.equal(unet(sample, t, emb, ids, return_dict=False)[0], plain)
     torch.testing.assert_close(patched, plain, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(patched_decoded, decoded, atol=1e-5, rtol=1e-5)
+
+
+# -- streaming
+
+# Window 8, overlap 3 (stride 5): frames become final at 5, 10, 15, ..., never on a decode chunk (4) boundary at first;
+# encode chunks of 3 are aligned with neither the windows nor the input chunks.
+STREAM = {"window_size": 8, "overlap": 3, "num_inference_steps": 2, "decode_chunk_size": 4, "encode_chunk_size": 3}
+
+
+def stream_settings(**overrides: object) -> DepthSettings:
+    return DepthSettings(**{**STREAM, **overrides})  # type: ignore[arg-type]
+
+
+def chunked(frames: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
+    yield from frames.split(size)
+
+
+@torch.inference_mode()
+def whole_clip_depth(pipe: VideoDepthPipeline, frames: torch.Tensor, s: DepthSettings) -> torch.Tensor:
+    """Raw depth the plain whole-clip way, from the pipeline's building blocks: encode every frame, denoise every window
+    into one clip-long latent tensor, decode it all; one generator drawn as the reference draws (all augmentation
+    noise, then one window of noise)."""
+    num_frames, height, width = frames.shape[:3]
+    size = processing_size(height, width, s.max_res)
+    g = torch.Generator().manual_seed(s.seed)
+    step = s.encode_chunk_size
+    encoded = [pipe._encode_chunk(frames[i : i + step], i, size, s, g, None, False) for i in range(0, num_frames, step)]
+    emb, cond = torch.cat([e for e, _ in encoded])[None], torch.cat([c for _, c in encoded])[None]
+    window, overlap = effective_window(num_frames, s.window_size, s.overlap)
+    sigmas, timesteps, init_sigma = karras_schedule(pipe.components, s.num_inference_steps, pipe.device)
+    time_ids = torch.tensor([[s.fps_id, s.motion_bucket_id, s.noise_aug_strength]])
+    noise = torch.randn(1, window, *cond.shape[2:], generator=g) * init_sigma
+    result = torch.empty(cond.shape)
+    for w, (start, end) in enumerate(plan_windows(num_frames, s.window_size, s.overlap)):
+        latents = noise[:, : end - start].clone()
+        noise = rotate_window_noise(noise, overlap)
+        if w and overlap:
+            latents[:, :overlap] = result[:, start : start + overlap] + latents[:, :overlap] / init_sigma * sigmas[0]
+        latents = pipe._denoise_window(
+            latents, cond[:, start:end], emb[:, start:end], time_ids, sigmas, timesteps, s, w, None, None
+        )
+        stitch_window(result, latents, start, end, blend_weights(overlap) if w else None)
+    step = s.decode_chunk_size
+    return torch.cat([pipe._decode_chunk(result[0, i : i + step], (height, width)) for i in range(0, num_frames, step)])
+
+
+@pytest.mark.parametrize("num_frames", [5, 8, 21])
+def test_stream_equals_whole_clip(pipe: VideoDepthPipeline, num_frames: int) -> None:
+    """Bit-exact whatever the input chunking, below one window, at one window and over several (final at 5, 10, 15)."""
+    frames, s = clip(num_frames, 48, 80), stream_settings()
+    expected = whole_clip_depth(pipe, frames, s)
+    for size in sorted({1, 5, num_frames}):
+        parts = list(pipe.stream(chunked(frames, size), num_frames, s))
+        assert [p.shape[0] for p in parts] == [min(4, num_frames - i) for i in range(0, num_frames, 4)]
+        assert all(p.dtype == torch.float32 and p.device.type == "cpu" and p.shape[1:] == (48, 80) for p in parts)
+        assert torch.equal(torch.cat(parts), expected), f"input chunks of {size}"
+    assert torch.equal(pipe(frames, s), minmax_normalize(expected))
+    assert pipe.last_stats.windows == plan_windows(num_frames, 8, 3)
+
+
+def test_stream_rng_order(pipe: VideoDepthPipeline) -> None:
+    """Default RNG = the reference's order from one generator: T per-frame augmentation draws, then the window."""
+    frames, s = clip(13, 48, 80), stream_settings(seed=5)
+    g = torch.Generator().manual_seed(5)
+    aug = torch.stack([torch.randn(3, 64, 64, generator=g) for _ in range(13)])
+    window = torch.randn(8, 4, 8, 8, generator=g)
+    drawn = torch.cat(list(pipe.stream(chunked(frames, 4), 13, s)))
+    preset = torch.cat(list(pipe.stream([frames], 13, s, initial_latents=window, _aug_noise=aug)))
+    assert torch.equal(drawn, preset)
+
+
+@pytest.mark.parametrize("num_frames", [20, 40])
+def test_stream_is_lazy_and_bounded(pipe: VideoDepthPipeline, num_frames: int) -> None:
+    frames, s = clip(num_frames, 48, 80), stream_settings()
+    pulled = 0
+
+    def source() -> Iterator[torch.Tensor]:
+        nonlocal pulled
+        for frame in frames.split(1):
+            pulled += 1
+            yield frame
+
+    depth = pipe.stream(source(), num_frames, s)
+    assert pulled == 0  # nothing happens before iteration
+    leads, done = [], 0
+    for part in depth:
+        done += part.shape[0]
+        leads.append(pulled - done)
+        if done == 4:
+            assert pulled == 9  # the first window (8 frames), rounded up to the encode chunk (3)
+    assert done == pulled == num_frames
+    assert max(leads) <= s.window_size + s.encode_chunk_size  # input is pulled about one window ahead, not more
+    held = pipe.last_stats.max_buffered_frames  # whatever the clip length:
+    assert held["input"] <= s.encode_chunk_size  # 1-frame input chunks
+    assert held["encoded"] <= s.window_size + s.encode_chunk_size - 1
+    assert held["latents"] <= s.window_size + s.decode_chunk_size - 1
+
+
+@pytest.mark.parametrize(
+    ("sizes", "num_frames", "message"),
+    [
+        ([5, 5, 5, 5], 21, "yielded 20 frames but num_frames is 21"),
+        ([5, 5, 5, 5], 19, "more than num_frames = 19"),
+        ([5, 5, 5, 5], 15, "more than num_frames = 15"),  # exact count reached, then one more chunk
+    ],
+)
+def test_stream_frame_count_errors(pipe: VideoDepthPipeline, sizes: list[int], num_frames: int, message: str) -> None:
+    frames = clip(sum(sizes), 48, 80)
+    with pytest.raises(ValueError, match=message):
+        list(pipe.stream(frames.split(sizes), num_frames, stream_settings()))
+
+
+def test_stream_input_errors(pipe: VideoDepthPipeline) -> None:
+    s = stream_settings()
+    with pytest.raises(ValueError, match=r"Chunk 1 of the frames is 48x90 \(HxW\) but the chunks before it are 48x80"):
+        list(pipe.stream([clip(3, 48, 80), clip(3, 48, 90)], 6, s))
+    bad = clip(6, 48, 80)
+    bad[4, 1, 1, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"Chunk 1 of the frames \(clip frames from 3\).*NaN or infinite.*\[1\]"):
+        list(pipe.stream(bad.split(3), 6, s))
+    with pytest.raises(ValueError, match="num_frames must be >= 1"):
+        pipe.stream([], 0, s)  # raised at the call, before iteration
+    with pytest.raises(ValueError, match=r"reference_rng=True.*\(__call__\)"):
+        pipe.stream([clip(3)], 3, stream_settings(reference_rng=True))
