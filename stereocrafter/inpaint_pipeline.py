@@ -16,6 +16,9 @@ Improvements over the reference, each a switch (:meth:`InpaintSettings.reference
 pad to a multiple instead of cropping (``fit``), paste the warped pixels back outside the holes (``composite``),
 cross-fade overlapping chunk frames (``seams``), any tile count with exact linear blending (``tile_blend``), a seed,
 guidance 1.0 by default, tiles batched, CUDA out-of-memory retried with more tiles, spatially tiled decode.
+
+The chunk loop lives in :class:`~.inpaint_stream.InpaintStream`, which takes a clip of any length in pieces with
+bounded memory and can be resumed; :meth:`StereoInpaintPipeline.__call__` pushes the whole clip through one.
 """
 
 from __future__ import annotations
@@ -34,10 +37,9 @@ import torch.nn.functional as F
 from diffusers import EulerDiscreteScheduler
 
 from .inpaint_unet import check_inpaint_unet, load_inpaint_unet
-from .lean_attention import lean_attention
 from .svd_components import CLIP_MEAN, CLIP_STD, SVDComponents, load_svd_components
 from .svd_preprocess import clip_image_embeds, iter_vae_decode, module_device_dtype, module_dtype, vae_encode_chunks
-from .temporal_chunks import Chunk, ChunkAssembler, SeamMode, plan_chunks
+from .temporal_chunks import Chunk, SeamMode, plan_chunks
 from .tiling import TileMode, auto_tile_counts, blend_tiles, more_tiles, plan_tiles
 
 logger = logging.getLogger(__name__)
@@ -386,7 +388,7 @@ class StereoInpaintPipeline:
         self.clip_std = tuple(clip_std)
         self.clip_size = clip_size
         self.stats = RunStats()
-        self.out_device = torch.device("cpu")  # where decoded frames go (set per call: the frames' device)
+        self.out_device = torch.device("cpu")  # where decoded frames go (set per chunk: the input frames' device)
         # Benchmarks: synchronise CUDA around phases so stats.seconds are exact, and record per-phase peak memory
         # (this resets the device's peak-memory counter).
         self.sync_timing = False
@@ -471,32 +473,32 @@ class StereoInpaintPipeline:
 
         Returns:
             Right frames [T, H, W, 3] float32 0..1 on the frames' device, same size and count as the input.
+
+        A clip that does not fit in memory at once goes through :class:`~.inpaint_stream.InpaintStream` (same
+        numbers); this is that stream with the whole clip pushed at once.
         """
         settings.validate()
         self.stats = RunStats()
-        # 1. Inputs, binary holes.
         frames, mask = check_inputs(frames, mask)
-        hole = binarize_mask(mask)
-        if not bool(hole.any()):
+        if not bool(binarize_mask(mask).any()):
             logger.info("Empty occlusion mask: nothing to inpaint, returning the input.")
             return frames.clone()
-        total, height, width, _ = frames.shape
-        self.out_device = frames.device
-        generator = generator if generator is not None else torch.Generator().manual_seed(seed)
+        from .inpaint_stream import InpaintStream  # imported here: that module builds on this one
 
-        # 2. Working size (pad or crop), tiles, chunks.
-        fit = Fit.plan(height, width, settings.fit, settings.multiple, settings.pad_mode)
-        if fit.mode == "crop" and (fit.work_height, fit.work_width) != (height, width):
-            logger.warning(
-                "fit='crop': only the top-left %dx%d of %dx%d is inpainted (the reference's behaviour); the rest "
-                "keeps the warped input. Use fit='pad' to inpaint every pixel.",
-                fit.work_width,
-                fit.work_height,
-                width,
-                height,
-            )
-        chunks = plan_chunks(total, settings.chunk_frames, settings.chunk_overlap)
-        counts = settings.tiles or self._auto_tiles(fit, settings, min(total, settings.chunk_frames))
+        total, height, width, _ = frames.shape
+        stream = InpaintStream(
+            self, total, height, width, settings, seed, generator=generator, progress=progress, interrupt=interrupt
+        )
+        out = stream.push(frames, mask)
+        stream.finish()  # nothing is left: the push that completes the clip returns every frame
+        return out
+
+    # -- chunk level
+
+    def _tile_counts(self, fit: Fit, settings: InpaintSettings, frames: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Tiles per axis for the denoiser (chunks of ``frames`` frames) and for the decode, from the settings or
+        the memory budgets."""
+        counts = settings.tiles or self._auto_tiles(fit, settings, frames)
         counts = self._respect_sdpa_limit(fit, settings, counts)
         decode_counts = settings.decode_tiles or auto_tile_counts(
             fit.work_height,
@@ -505,78 +507,7 @@ class StereoInpaintPipeline:
             settings.tile_overlap_px,
             settings.max_tiles,
         )
-        self.stats.chunks = len(chunks)
-        logger.info(
-            "Inpainting %d frames of %dx%d (work %dx%d) in %d chunk(s), %dx%d tile(s), guidance %.3g",
-            total,
-            width,
-            height,
-            fit.work_width,
-            fit.work_height,
-            len(chunks),
-            counts[0],
-            counts[1],
-            settings.guidance_scale,
-        )
-
-        # 3. Chunk loop: feedback conditioning, denoise (tiled), decode, unfit, quantise, composite, assemble.
-        out = torch.empty_like(frames)
-        assembler = ChunkAssembler(out, settings.seams)
-        with lean_attention(self.vae) if settings.lean_vae_attention else contextlib.nullcontext():
-            self._run_chunks(
-                chunks, frames, hole, fit, counts, decode_counts, settings, generator, progress, interrupt, assembler
-            )
-        return out
-
-    def _run_chunks(
-        self,
-        chunks: list[Chunk],
-        frames: torch.Tensor,
-        hole: torch.Tensor,
-        fit: Fit,
-        counts: tuple[int, int],
-        decode_counts: tuple[int, int],
-        settings: InpaintSettings,
-        generator: torch.Generator,
-        progress: ProgressFn | None,
-        interrupt: InterruptFn | None,
-        assembler: ChunkAssembler,
-    ) -> None:
-        """Step 3 of :meth:`__call__`: every chunk's conditioning (with feedback), denoise, decode, composite."""
-        for chunk in chunks:
-            warped = frames[chunk.start : chunk.stop]
-            chunk_hole = hole[chunk.start : chunk.stop]
-            alpha = None
-            if settings.composite:
-                alpha = composite_alpha(chunk_hole, settings.composite_dilate_px, settings.composite_feather_px)
-                if not bool(chunk_hole.any()):
-                    self.stats.skipped_chunks += 1
-                    assembler.add(chunk, warped.clone())  # nothing to fill: the composite would be the input
-                    continue
-            cond = warped.clone()
-            feedback = assembler.feedback_for(chunk)
-            if feedback is not None:
-                cond[: chunk.feedback] = feedback
-            generated, counts, decode_counts = self._run_chunk_with_retry(
-                chunk,
-                len(chunks),
-                cond,
-                chunk_hole,
-                fit,
-                counts,
-                decode_counts,
-                settings,
-                generator,
-                progress,
-                interrupt,
-            )
-            generated = fit.undo(generated, warped)
-            if alpha is not None:
-                generated = composite(warped, generated, alpha)
-            assembler.add(chunk, generated)
-        self.stats.decode_tiles = decode_counts
-
-    # -- chunk level
+        return counts, decode_counts
 
     @staticmethod
     def _respect_sdpa_limit(fit: Fit, settings: InpaintSettings, counts: tuple[int, int]) -> tuple[int, int]:

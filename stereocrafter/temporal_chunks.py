@@ -9,12 +9,16 @@ Clips of at most ``overlap`` frames produce no chunk at all there (a crash); her
 Seams: ``reference`` keeps, for each overlapped frame, the previous chunk's output (what the reference
 does); ``crossfade`` blends the previous and the current chunk's outputs with weights ramping towards the
 current chunk, which smooths the colour/brightness jumps at chunk boundaries.
+
+Streaming: once a chunk has run, the frames before the next chunk's start are final (:func:`final_frames`); the
+:class:`ChunkAssembler` keeps only the frames not handed out yet and the last chunk's outputs that the next chunk
+needs, so a clip of any length is assembled in about one chunk of memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -105,43 +109,96 @@ def frame_sources(chunks: list[Chunk], mode: SeamMode = "crossfade") -> list[lis
     return sources
 
 
+def final_frames(chunks: list[Chunk], index: int) -> int:
+    """How many leading frames of the clip are final once chunks ``0..index`` have run.
+
+    Everything before the next chunk's start: the next chunk overlaps the rest (its feedback conditioning and
+    seam need them), and chunk starts increase, so no later chunk touches an earlier frame. The last chunk
+    finalises the whole clip. Frames ``[final_frames(chunks, index - 1), final_frames(chunks, index))`` are
+    therefore handed out after chunk ``index``, each frame exactly once.
+    """
+    return chunks[index + 1].start if index + 1 < len(chunks) else chunks[-1].stop
+
+
 class ChunkAssembler:
-    """Writes chunk outputs into a clip-sized buffer and hands out the feedback frames for the next chunk.
+    """Assembles chunk outputs in a rolling window and hands out the feedback frames for the next chunk.
+
+    It holds only frames not yet handed out (``[start, stop)``, the seam blends of the last chunks) and the last
+    chunk's raw outputs from ``start`` on (the next chunk's feedback conditioning), never the clip.
 
     Args:
-        out: the output buffer [T, ...] (e.g. [T, H, W, 3] float32, any device); frames are written in place.
         mode: ``reference`` (overlapped frames keep the previous output) or ``crossfade``.
     """
 
-    def __init__(self, out: torch.Tensor, mode: SeamMode = "crossfade") -> None:
+    def __init__(self, mode: SeamMode = "crossfade") -> None:
         if mode not in ("crossfade", "reference"):
             raise ValueError(f"Unknown seam mode {mode!r}; use 'crossfade' or 'reference'.")
-        self.out = out
         self.mode = mode
-        self._last: tuple[Chunk, torch.Tensor] | None = None
+        self.start = 0  # first frame not handed out yet
+        self._window: torch.Tensor | None = None  # assembled frames [start, stop)
+        # The last chunk's raw outputs from frame _raw_start on; None before the first chunk.
+        self._raw: torch.Tensor | None = None
+        self._raw_start = 0
+
+    @property
+    def stop(self) -> int:
+        """One past the last assembled frame."""
+        return self.start + (0 if self._window is None else self._window.shape[0])
 
     def feedback_for(self, chunk: Chunk) -> torch.Tensor | None:
         """The previous chunk's raw outputs for ``chunk``'s leading overlap frames [feedback, ...], or None."""
-        if chunk.feedback == 0 or self._last is None:
+        if chunk.feedback == 0 or self._raw is None:
             return None
-        prev_chunk, prev_frames = self._last
-        first = chunk.start - prev_chunk.start
-        if first < 0 or chunk.start + chunk.feedback > prev_chunk.stop:
-            raise ValueError(f"Chunk {chunk} does not overlap the previous chunk {prev_chunk} as planned.")
-        return prev_frames[first : first + chunk.feedback]
+        first = chunk.start - self._raw_start
+        if first < 0 or chunk.start + chunk.feedback > self._raw_start + self._raw.shape[0]:
+            raise ValueError(f"Chunk {chunk} does not overlap the previous chunk's outputs as planned.")
+        return self._raw[first : first + chunk.feedback]
 
     def add(self, chunk: Chunk, frames: torch.Tensor) -> None:
-        """Store ``frames`` [chunk.length, ...] (this chunk's outputs) into the buffer."""
+        """Assemble ``frames`` [chunk.length, ...] (this chunk's outputs); the chunk must continue the window,
+        its ``feedback`` leading frames overlapping the window's last frames (the first chunk: none)."""
         if frames.shape[0] != chunk.length:
             raise ValueError(f"Chunk {chunk.index} needs {chunk.length} frames, got {frames.shape[0]}.")
-        n = chunk.feedback if self._last is not None else 0
-        target = self.out[chunk.start : chunk.stop]
-        frames_out = frames.to(device=self.out.device, dtype=self.out.dtype)
-        target[n:].copy_(frames_out[n:])
+        n = chunk.feedback if self._raw is not None else 0
+        if chunk.start < self.start or chunk.start + n != self.stop:
+            raise ValueError(
+                f"Chunk {chunk} does not continue the assembled frames [{self.start}, {self.stop}) (chunks must be "
+                "added in plan order, before their frames are taken)."
+            )
+        kept = frames.new_empty((0, *frames.shape[1:])) if self._window is None else self._window.to(frames.device)
+        keep = chunk.start - self.start
+        head = kept[keep:]
         if n and self.mode == "crossfade":
-            shape = (n,) + (1,) * (frames.ndim - 1)
-            w = crossfade_weights(n).to(device=self.out.device, dtype=self.out.dtype).view(shape)
-            old = target[:n]
+            w = crossfade_weights(n).to(device=head.device, dtype=head.dtype).view((n,) + (1,) * (frames.ndim - 1))
             # lerp: where both chunks agree (e.g. composited non-hole pixels) the value stays bit-identical.
-            old.copy_(old + w * (frames_out[:n] - old))
-        self._last = (chunk, frames)
+            head = head + w * (frames[:n].to(head.dtype) - head)
+        self._window = torch.cat([kept[:keep], head, frames[n:].to(kept.dtype)])
+        self._raw, self._raw_start = frames, chunk.start
+
+    def take(self, stop: int) -> torch.Tensor:
+        """Hand out the assembled frames [start, stop) and forget them (and the raw outputs before ``stop``)."""
+        if self._window is None or not self.start <= stop <= self.stop:
+            raise ValueError(
+                f"Frames [{self.start}, {stop}) are not assembled (assembled: [{self.start}, {self.stop}))."
+            )
+        n = stop - self.start
+        out, self._window = self._window[:n], self._window[n:]
+        if self._raw is not None and stop > self._raw_start:
+            self._raw, self._raw_start = self._raw[stop - self._raw_start :], stop
+        self.start = stop
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """The held frames as torch.save-able copies (a saved view would carry its whole storage)."""
+        window = None if self._window is None else self._window.clone()
+        raw = None if self._raw is None else self._raw.clone()
+        # Usually the same frames (the last chunk's own outputs past its overlap): one tensor twice is saved once.
+        # Sharing is safe: neither is modified in place.
+        if window is not None and raw is not None and self._raw_start == self.start and torch.equal(window, raw):
+            raw = window
+        return {"start": self.start, "window": window, "raw": raw, "raw_start": self._raw_start}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output."""
+        self.start = int(state["start"])
+        self._window, self._raw, self._raw_start = state["window"], state["raw"], int(state["raw_start"])

@@ -1,11 +1,18 @@
-"""Temporal chunk schedule (reference numbers), coverage for any length, feedback and cross-fade."""
+"""Temporal chunk schedule (reference numbers), coverage for any length, feedback, cross-fade, rolling assembly."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from stereocrafter.temporal_chunks import ChunkAssembler, crossfade_weights, frame_sources, plan_chunks
+from stereocrafter.temporal_chunks import (
+    Chunk,
+    ChunkAssembler,
+    crossfade_weights,
+    final_frames,
+    frame_sources,
+    plan_chunks,
+)
 
 
 def reference_schedule(total: int, chunk: int = 23, overlap: int = 3) -> list[tuple[int, int, int]]:
@@ -57,37 +64,60 @@ def test_every_frame_produced_once(total: int, mode: str) -> None:
             assert len(src) == 1
 
     # and through the assembler: chunk c writes the value c + 1 for every frame
-    out = torch.full((total,), -1.0)
-    asm = ChunkAssembler(out, mode)  # type: ignore[arg-type]
-    for c in chunks:
-        asm.add(c, torch.full((c.length,), float(c.index + 1)))
+    out = assemble(chunks, [torch.full((c.length,), float(c.index + 1)) for c in chunks], mode)  # type: ignore[arg-type]
     expected = torch.tensor([sum((c + 1) * w for c, _, w in src) for src in sources], dtype=torch.float32)
     torch.testing.assert_close(out, expected)
 
 
+def assemble(chunks: list[Chunk], outputs: list[torch.Tensor], mode: str = "crossfade") -> torch.Tensor:
+    """Add every chunk's outputs, taking the final frames after each chunk (as InpaintStream does)."""
+    asm = ChunkAssembler(mode)  # type: ignore[arg-type]
+    pieces = []
+    for c, frames in zip(chunks, outputs, strict=True):
+        asm.add(c, frames)
+        pieces.append(asm.take(final_frames(chunks, c.index)))
+    return torch.cat(pieces)
+
+
+@pytest.mark.parametrize("total", [1, 3, 23, 24, 43, 100])
+@pytest.mark.parametrize("frames,overlap", [(23, 3), (5, 2), (5, 3)])
+def test_final_frames_hand_out_every_frame_once(total: int, frames: int, overlap: int) -> None:
+    chunks = plan_chunks(total, frames, overlap)
+    sources = frame_sources(chunks, "crossfade")
+    handed_out = []
+    for c in chunks:
+        done = sum(handed_out)
+        final = final_frames(chunks, c.index)
+        assert done <= final <= c.stop
+        # no later chunk touches a frame handed out now; every chunk making it has run
+        assert all(later.start >= final for later in chunks[c.index + 1 :])
+        assert all(src <= c.index for frame in range(done, final) for src, _, _ in sources[frame])
+        handed_out.append(final - done)
+    assert sum(handed_out) == total
+
+
 def test_feedback_frames_are_previous_outputs() -> None:
     chunks = plan_chunks(24)
-    out = torch.zeros(24, 2)
-    asm = ChunkAssembler(out, "reference")
+    asm = ChunkAssembler("reference")
     assert asm.feedback_for(chunks[0]) is None
     first = torch.arange(23 * 2, dtype=torch.float32).view(23, 2)
     asm.add(chunks[0], first)
+    out = [asm.take(final_frames(chunks, 0))]
+    assert out[0].shape[0] == 4  # frames 4.. are chunk 2's feedback frames: not final yet
     fb = asm.feedback_for(chunks[1])
     assert fb is not None and fb.shape[0] == 19
     assert torch.equal(fb, first[4:23])  # the last 19 generated frames condition chunk 2's first 19 frames
     second = -torch.ones(20, 2)
     asm.add(chunks[1], second)
-    assert torch.equal(out[:23], first) and torch.equal(out[23], second[19])
+    out.append(asm.take(24))
+    assert torch.equal(torch.cat(out)[:23], first) and torch.equal(out[1][-1], second[19])
 
 
 def test_crossfade_weights_and_blend() -> None:
     w = crossfade_weights(3)
     torch.testing.assert_close(w, torch.tensor([0.25, 0.5, 0.75]))
     chunks = plan_chunks(43)
-    out = torch.zeros(43)
-    asm = ChunkAssembler(out, "crossfade")
-    asm.add(chunks[0], torch.zeros(23))
-    asm.add(chunks[1], torch.ones(23))
+    out = assemble(chunks, [torch.zeros(23), torch.ones(23)])
     torch.testing.assert_close(out[20:23], w)
     assert torch.all(out[:20] == 0) and torch.all(out[23:] == 1)
 
@@ -95,10 +125,7 @@ def test_crossfade_weights_and_blend() -> None:
 def test_crossfade_keeps_agreeing_values_exact() -> None:
     chunks = plan_chunks(30)
     values = torch.rand(30, 4)
-    out = torch.zeros(30, 4)
-    asm = ChunkAssembler(out, "crossfade")
-    for c in chunks:
-        asm.add(c, values[c.start : c.stop].clone())
+    out = assemble(chunks, [values[c.start : c.stop].clone() for c in chunks])
     assert torch.equal(out, values)
 
 
@@ -108,7 +135,16 @@ def test_invalid_parameters() -> None:
     with pytest.raises(ValueError):
         plan_chunks(10, chunk_frames=3, overlap=3)
     with pytest.raises(ValueError):
-        ChunkAssembler(torch.zeros(3), "blend")  # type: ignore[arg-type]
-    asm = ChunkAssembler(torch.zeros(5))
+        ChunkAssembler("blend")  # type: ignore[arg-type]
+    asm = ChunkAssembler()
     with pytest.raises(ValueError, match="needs 5 frames"):
         asm.add(plan_chunks(5)[0], torch.zeros(4))
+    chunks = plan_chunks(43)
+    with pytest.raises(ValueError, match="does not continue"):
+        asm.add(chunks[1], torch.zeros(23))  # out of order
+    asm.add(chunks[0], torch.zeros(23))
+    with pytest.raises(ValueError, match="not assembled"):
+        asm.take(24)
+    asm.take(21)
+    with pytest.raises(ValueError, match="does not continue"):
+        asm.add(chunks[1], torch.zeros(23))  # its feedback frames were handed out already
