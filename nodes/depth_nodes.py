@@ -8,11 +8,12 @@ from comfy_api.latest import io
 
 from ..stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size
 from ..stereocrafter.depthcrafter_unet import load_depthcrafter_unet
+from ..stereocrafter.model_sources import DEPTHCRAFTER, SVD
 from ..stereocrafter.svd_components import load_svd_components
 from . import comfy_runtime
 from .loader_inputs import model_folder_input, shared_loader_inputs
 from .managed_model import ManagedPipeline, choose_dtype
-from .model_folders import DEPTHCRAFTER, SVD, resolve_model_dir
+from .model_folders import resolve_model_dir
 
 CATEGORY = "StereoCrafter3D/depth"
 DepthCrafterModel = io.Custom("SC3D_DEPTHCRAFTER")
@@ -47,13 +48,16 @@ class LoadDepthCrafter(io.ComfyNode):
     @classmethod
     def execute(cls, depthcrafter: str, svd: str, precision: str, download_missing: bool) -> io.NodeOutput:
         dtype = choose_dtype(precision)
-        unet = load_depthcrafter_unet(resolve_model_dir(DEPTHCRAFTER, depthcrafter, download_missing), dtype)
-        components = load_svd_components(resolve_model_dir(SVD, svd, download_missing), dtype)
+        unet_dir = resolve_model_dir(DEPTHCRAFTER, depthcrafter, download_missing)
+        svd_dir = resolve_model_dir(SVD, svd, download_missing)
+        unet = load_depthcrafter_unet(unet_dir, dtype)
+        components = load_svd_components(svd_dir, dtype)
         offload = model_management.unet_offload_device()
         # Feed-forwards in row chunks: the same math, 4 GiB less UNet memory at 1024x576 (bench/README.md).
         pipeline = VideoDepthPipeline(unet, components, device=offload, dtype=dtype, ff_chunk_rows=_FF_CHUNK_ROWS)
         modules = {"unet": unet, "vae": components.vae, "image_encoder": components.image_encoder}
-        return io.NodeOutput(ManagedPipeline.wrap(pipeline, modules, dtype))
+        model_id = f"{unet_dir.resolve()} {svd_dir.resolve()} {dtype}"
+        return io.NodeOutput(ManagedPipeline.wrap(pipeline, modules, dtype, model_id))
 
 
 class VideoDepth(io.ComfyNode):

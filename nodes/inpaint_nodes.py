@@ -15,11 +15,12 @@ from ..stereocrafter.inpaint_pipeline import (
     StereoInpaintPipeline,
 )
 from ..stereocrafter.inpaint_unet import load_inpaint_unet
+from ..stereocrafter.model_sources import STEREOCRAFTER, SVD
 from ..stereocrafter.svd_components import load_svd_components
 from . import comfy_runtime
 from .loader_inputs import model_folder_input, shared_loader_inputs
 from .managed_model import ManagedPipeline, choose_dtype
-from .model_folders import STEREOCRAFTER, SVD, resolve_model_dir
+from .model_folders import resolve_model_dir
 
 CATEGORY = "StereoCrafter3D/inpaint"
 StereoCrafterModel = io.Custom("SC3D_STEREOCRAFTER")
@@ -57,12 +58,15 @@ class LoadStereoCrafter(io.ComfyNode):
     @classmethod
     def execute(cls, stereocrafter: str, svd: str, precision: str, download_missing: bool) -> io.NodeOutput:
         dtype = choose_dtype(precision)
-        unet = load_inpaint_unet(resolve_model_dir(STEREOCRAFTER, stereocrafter, download_missing), dtype)
-        components = load_svd_components(resolve_model_dir(SVD, svd, download_missing), dtype)
+        unet_dir = resolve_model_dir(STEREOCRAFTER, stereocrafter, download_missing)
+        svd_dir = resolve_model_dir(SVD, svd, download_missing)
+        unet = load_inpaint_unet(unet_dir, dtype)
+        components = load_svd_components(svd_dir, dtype)
         pipeline = StereoInpaintPipeline.from_components(components, unet)
         pipeline.to(model_management.unet_offload_device())
         modules = {"unet": unet, "vae": components.vae, "image_encoder": components.image_encoder}
-        return io.NodeOutput(ManagedPipeline.wrap(pipeline, modules, dtype))
+        model_id = f"{unet_dir.resolve()} {svd_dir.resolve()} {dtype}"
+        return io.NodeOutput(ManagedPipeline.wrap(pipeline, modules, dtype, model_id))
 
 
 class StereoInpaint(io.ComfyNode):

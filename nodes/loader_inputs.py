@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..stereocrafter.model_sources import SVD, ModelSource
 from .managed_model import PRECISIONS
-from .model_folders import SVD, ModelSource, list_model_dirs
+from .model_folders import list_model_dirs
 
 
 def model_folder_input(name: str, source: ModelSource, tooltip: str) -> io.Combo.Input:

@@ -35,16 +35,19 @@ class ManagedPipeline:
     pipeline: Any
     patcher: comfy.model_patcher.ModelPatcher
     dtype: torch.dtype
+    model_id: str  # which weights: folders and dtype (recorded by conversions to resume only the same job)
 
     @classmethod
-    def wrap(cls, pipeline: Any, modules: dict[str, torch.nn.Module], dtype: torch.dtype) -> ManagedPipeline:
+    def wrap(
+        cls, pipeline: Any, modules: dict[str, torch.nn.Module], dtype: torch.dtype, model_id: str
+    ) -> ManagedPipeline:
         container = torch.nn.ModuleDict(modules)
         patcher = comfy.model_patcher.ModelPatcher(
             container,
             load_device=model_management.get_torch_device(),
             offload_device=model_management.unet_offload_device(),
         )
-        return cls(pipeline=pipeline, patcher=patcher, dtype=dtype)
+        return cls(pipeline=pipeline, patcher=patcher, dtype=dtype, model_id=model_id)
 
     def load(self, working_memory: int) -> torch.device:
         """Put every module on the compute device (whole: diffusers modules cannot run partially loaded)."""

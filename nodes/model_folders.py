@@ -1,4 +1,4 @@
-"""Where the pack's model weights live in ComfyUI's model folders, and the opt-in download of missing ones.
+"""Where the pack's model weights live in ComfyUI's model folders (sources: ``stereocrafter/model_sources.py``).
 
 Layout (Hugging Face folders kept as they are):
   models/depthcrafter/<name>/     tencent/DepthCrafter (config.json + diffusion_pytorch_model.safetensors)
@@ -9,58 +9,12 @@ Extra locations from extra_model_paths.yaml under the same folder names are sear
 
 from __future__ import annotations
 
-import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import folder_paths
 
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """A model folder kind: its ComfyUI folder name, default sub-folder, Hugging Face repo and files."""
-
-    folder_name: str
-    default_name: str
-    repo_id: str
-    revision: str
-    allow_patterns: tuple[str, ...]
-    gated: bool = False
-
-
-DEPTHCRAFTER = ModelSource(
-    "depthcrafter",
-    "DepthCrafter",
-    "tencent/DepthCrafter",
-    "c1a22b53f8abf80cd0b025adf29e637773229eca",
-    ("config.json", "diffusion_pytorch_model.safetensors"),
-)
-STEREOCRAFTER = ModelSource(
-    "stereocrafter",
-    "StereoCrafter",
-    "TencentARC/StereoCrafter",
-    "main",  # no commit hash could be verified offline; see the README
-    ("config.json", "diffusion_pytorch_model.safetensors", "unet_diffusers/*"),
-)
-SVD = ModelSource(
-    "diffusers",
-    "stable-video-diffusion-img2vid-xt-1-1",
-    "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
-    "main",  # no commit hash could be verified offline; see the README
-    (
-        "model_index.json",
-        "feature_extractor/*",
-        "scheduler/*",
-        "image_encoder/config.json",
-        "image_encoder/model.fp16.safetensors",
-        "vae/config.json",
-        "vae/diffusion_pytorch_model.fp16.safetensors",
-    ),
-    gated=True,
-)
+from ..stereocrafter.model_sources import DEPTHCRAFTER, STEREOCRAFTER, ModelSource, find_model_dir
 
 
 def register_model_folders() -> None:
@@ -86,39 +40,5 @@ def list_model_dirs(source: ModelSource) -> list[str]:
 
 
 def resolve_model_dir(source: ModelSource, name: str, download: bool) -> Path:
-    """The folder for ``name``; downloads it first when missing and ``download`` is on, else a clear error."""
-    if Path(name).is_absolute() and Path(name).is_dir():
-        return Path(name)
-    for root in _search_paths(source):
-        candidate = root / name
-        if candidate.is_dir() and any(candidate.iterdir()):
-            return candidate
-    searched = ", ".join(str(root) for root in _search_paths(source))
-    if not download:
-        raise FileNotFoundError(
-            f"'{name}' was not found in {searched}. Put the {source.repo_id} files there (keeping the Hugging Face "
-            "layout), or turn on download_missing to fetch them."
-        )
-    return download_model(source, _search_paths(source)[0] / name)
-
-
-def download_model(source: ModelSource, target: Path) -> Path:
-    """Fetch ``source`` into ``target`` with huggingface_hub at its pinned revision."""
-    try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-    except ImportError as exc:
-        raise RuntimeError("download_missing needs the huggingface_hub package: pip install huggingface_hub") from exc
-    logger.info("Downloading %s@%s to %s", source.repo_id, source.revision, target)
-    try:
-        snapshot_download(
-            source.repo_id, revision=source.revision, local_dir=target, allow_patterns=list(source.allow_patterns)
-        )
-    except (GatedRepoError, RepositoryNotFoundError) as exc:
-        if source.gated:
-            raise RuntimeError(
-                f"{source.repo_id} is gated: accept its licence on huggingface.co while logged in, then run "
-                "`huggingface-cli login` (or set HF_TOKEN) on this machine and try again."
-            ) from exc
-        raise
-    return target
+    """The folder for ``name`` in ComfyUI's folders; downloads it first when missing and ``download`` is on."""
+    return find_model_dir(source, _search_paths(source), name, download, download_hint="turn on download_missing")
