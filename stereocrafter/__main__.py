@@ -1,4 +1,8 @@
-"""Command line: ``python -m stereocrafter INPUT -o OUTPUT --depth DEPTH_VIDEO [options]`` (see ``--help``).
+"""Command line: ``python -m stereocrafter INPUT -o OUTPUT [--depth DEPTH_VIDEO] [options]`` (see ``--help``).
+
+Without ``--depth`` the depth comes from DepthCrafter; the holes of the right view are filled by StereoCrafter
+unless ``--no-inpaint``. Weights are read from a models folder in ComfyUI's layout (``--models``, default
+:func:`~stereocrafter.model_sources.default_models_root`), downloaded there with ``--download``.
 
 Exit status: 0 done, 1 conversion error (message logged), 2 bad arguments, 130 interrupted (rerun to resume).
 """
@@ -10,9 +14,20 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from .convert import OUTPUT_LAYOUTS, ConvertSettings, convert_video
+import torch
+
+from .convert import OUTPUT_LAYOUTS, ConvertSettings, DepthStage, InpaintStage, ProgressFn, convert_video
+from .depth_pipeline import DepthSettings, VideoDepthPipeline
+from .depthcrafter_unet import load_depthcrafter_unet
+from .inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
+from .inpaint_unet import load_inpaint_unet
+from .model_files import ModelFilesError
+from .model_sources import DEPTHCRAFTER, STEREOCRAFTER, SVD, ModelSource, default_models_root, find_model_dir
+from .stereo_warp import WarpSettings
+from .svd_components import load_svd_components
 from .video_io import VideoReadError
 
 logger = logging.getLogger("stereocrafter")
@@ -27,17 +42,9 @@ LAYOUT_ALIASES: dict[str, str] = {
     "cross-half-sbs": "cross-eyed half SBS",
     "anaglyph": "anaglyph",
 }
-NO_DEPTH_MESSAGE = (
-    "--depth DEPTH_VIDEO is required: DepthCrafter depth is not wired into the command line yet. Make a depth "
-    "video (near = bright, same frame count) with the ComfyUI VideoDepth node (DepthCrafter) or any video depth "
-    "tool (e.g. Video Depth Anything), then pass it with --depth."
-)
-UNSUPPORTED = {
-    "models": "depth estimation from a model folder (--models) is not supported by the command line yet; "
-    + "pass a depth video with --depth.",
-    "inpaint": "StereoCrafter inpainting (--inpaint) is not supported by the command line yet; the holes stay "
-    + "black. Use the ComfyUI StereoInpaint node for now.",
-}
+PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+#: Feed-forwards in row chunks: the same math, less GPU memory (as the VideoDepth node).
+DEPTH_FF_CHUNK_ROWS = 1 << 16
 
 
 def _layout(value: str) -> str:
@@ -48,73 +55,152 @@ def _layout(value: str) -> str:
     raise argparse.ArgumentTypeError(f"unknown layout {value!r}; choose from {', '.join(LAYOUT_ALIASES)}.")
 
 
+def _tiles(value: str) -> tuple[int, int] | None:
+    if value == "auto":
+        return None
+    try:
+        rows, _, cols = value.partition("x")
+        counts = (int(rows), int(cols or rows))
+    except ValueError:
+        counts = (0, 0)
+    if min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"tiles must be auto, N or RxC (e.g. 2 or 2x3), got {value!r}.")
+    return counts
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m stereocrafter``."""
     parser = argparse.ArgumentParser(
         prog="python -m stereocrafter",
-        description="Convert a 2D video and its depth video into a stereo 3D video (SBS, TB or anaglyph). "
-        "Interrupted runs resume from the last finished chunk when rerun with the same arguments.",
+        description="Convert a 2D video into a stereo 3D video (SBS, TB or anaglyph): DepthCrafter depth (or your "
+        "depth video), forward splatting, StereoCrafter inpainting. Interrupted runs resume from the last finished "
+        "segment when rerun with the same arguments.",
     )
     parser.add_argument("input", type=Path, help="the 2D video (used as the left eye); its audio is kept")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output file (.mp4/.mov/.mkv) or directory")
-    parser.add_argument("--depth", type=Path, help="depth video, near = bright, same frame count as INPUT")
-    parser.add_argument("--layout", type=_layout, default="full SBS", help="sbs (default), half-sbs, tb, "
-                        "half-tb, cross-sbs, cross-half-sbs, anaglyph")  # fmt: skip
-    parser.add_argument("--anaglyph-method", default="dubois", choices=["dubois", "color", "half-color", "gray"])
-    parser.add_argument("--max-disparity", type=float, default=20.0, help="largest shift (default 20)")
-    parser.add_argument("--disparity-unit", default="pixels", choices=["pixels", "percent"],
-                        help="unit of --max-disparity: pixels or percent of the width")  # fmt: skip
-    parser.add_argument("--convergence", type=float, default=0.5, help="depth on the screen plane, 0..1")
-    parser.add_argument("--invert-depth", action="store_true", help="the depth video has far = bright")
-    parser.add_argument("--codec", default="h264", choices=["h264", "h265"])
-    parser.add_argument("--crf", type=int, default=18, help="quality, 0..51, lower is better (default 18)")
-    parser.add_argument("--chunk-frames", type=int, default=16, help="frames per chunk (memory, resume step)")
-    parser.add_argument("--device", help="splatting device, e.g. cpu or cuda (default: cuda when available)")
-    parser.add_argument("--models", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--inpaint", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every chunk")
+    group = parser.add_argument_group("depth")
+    group.add_argument("--depth", type=Path, help="use this depth video (near = bright, same frame count as INPUT) "
+                       "instead of estimating depth with DepthCrafter")  # fmt: skip
+    group.add_argument("--invert-depth", action="store_true", help="the --depth video has far = bright")
+    group.add_argument("--depth-steps", type=int, default=8, help="DepthCrafter denoising steps (default 8)")
+    group.add_argument("--depth-max-res", type=int, default=1024, help="DepthCrafter processing size (default 1024)")
+    group.add_argument("--save-depth", type=Path, help="also keep the estimated depth as a 16-bit .mkv video")
+    group = parser.add_argument_group("stereo")
+    group.add_argument("--layout", type=_layout, default="full SBS", help="sbs (default), half-sbs, tb, "
+                       "half-tb, cross-sbs, cross-half-sbs, anaglyph")  # fmt: skip
+    group.add_argument("--anaglyph-method", default="dubois", choices=["dubois", "color", "half-color", "gray"])
+    group.add_argument("--max-disparity", type=float, default=20.0, help="largest shift (default 20)")
+    group.add_argument("--disparity-unit", default="pixels", choices=["pixels", "percent"],
+                       help="unit of --max-disparity: pixels or percent of the width")  # fmt: skip
+    group.add_argument("--convergence", type=float, default=0.5, help="depth on the screen plane, 0..1")
+    group = parser.add_argument_group("inpainting")
+    group.add_argument("--no-inpaint", action="store_true", help="leave the disocclusion holes black (no model)")
+    group.add_argument("--inpaint-steps", type=int, default=8, help="StereoCrafter denoising steps (default 8)")
+    group.add_argument("--tiles", type=_tiles, default=None, help="spatial tiles: auto (default, from the "
+                       "memory budget), N or RxC")  # fmt: skip
+    group = parser.add_argument_group("models")
+    group.add_argument("--models", type=Path, default=None, help="models folder in ComfyUI's layout (default: "
+                       "$STEREOCRAFTER3D_MODELS, ComfyUI's models/ when run from its custom_nodes, else "
+                       "~/.cache/stereocrafter3d/models)")  # fmt: skip
+    group.add_argument("--depthcrafter", help="folder name (in MODELS/depthcrafter) or path of DepthCrafter")
+    group.add_argument("--stereocrafter", help="folder name (in MODELS/stereocrafter) or path of StereoCrafter")
+    group.add_argument("--svd", help="folder name (in MODELS/diffusers) or path of SVD xt 1.1")
+    group.add_argument("--download", action="store_true", help="download missing weights from Hugging Face")
+    group.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
+                       help="model dtype (auto: fp16 on a GPU, fp32 on the CPU)")  # fmt: skip
+    group.add_argument("--seed", type=int, default=42, help="noise seed of both models (default 42)")
+    group = parser.add_argument_group("output")
+    group.add_argument("--codec", default="h264", choices=["h264", "h265"])
+    group.add_argument("--crf", type=int, default=18, help="quality, 0..51, lower is better (default 18)")
+    group.add_argument("--chunk-frames", type=int, default=16, help="frames per chunk (memory, resume step)")
+    group.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every segment")
     return parser
 
 
 def _settings(args: argparse.Namespace) -> ConvertSettings:
-    return ConvertSettings(
-        layout=args.layout,
-        anaglyph_method=args.anaglyph_method,
+    warp = WarpSettings(
         max_disparity=args.max_disparity,
         disparity_unit="percent of width" if args.disparity_unit == "percent" else "pixels",
         convergence=args.convergence,
         invert=args.invert_depth,
+    )
+    return ConvertSettings(
+        warp=warp,
+        layout=args.layout,
+        anaglyph_method=args.anaglyph_method,
         chunk_frames=args.chunk_frames,
         codec=args.codec,
         crf=args.crf,
     )
 
 
-def _progress_reporter() -> tuple[Callable[[int, int], None], Callable[[], None]]:
-    """(on_progress, close): a tqdm bar (frames/s and ETA) when tqdm is installed, else log lines."""
+def _model_dir(args: argparse.Namespace, source: ModelSource, name: str | None) -> Path:
+    root = args.models if args.models is not None else default_models_root()
+    return find_model_dir(source, [root / source.folder_name], name, args.download, download_hint="pass --download")
+
+
+def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage | None]:
+    """The model stages the arguments ask for; their folders are checked now, weights load when a pass starts."""
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    precision = args.precision if args.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
+    dtype = PRECISIONS[precision]
+    svd_dir = None
+    if args.depth is None or not args.no_inpaint:
+        svd_dir = _model_dir(args, SVD, args.svd)
+    depth_stage = inpaint_stage = None
+    if args.depth is None:
+        depth_dir = _model_dir(args, DEPTHCRAFTER, args.depthcrafter)
+        settings = DepthSettings(num_inference_steps=args.depth_steps, max_res=args.depth_max_res, seed=args.seed)
+        settings.validate()
+
+        def load_depth() -> VideoDepthPipeline:
+            unet = load_depthcrafter_unet(depth_dir, dtype)
+            components = load_svd_components(svd_dir, dtype)
+            return VideoDepthPipeline(unet, components, device, dtype, ff_chunk_rows=DEPTH_FF_CHUNK_ROWS)
+
+        depth_stage = DepthStage(load_depth, settings, model_id=f"{depth_dir.resolve()} {precision}")
+    if not args.no_inpaint:
+        inpaint_dir = _model_dir(args, STEREOCRAFTER, args.stereocrafter)
+        inpaint_settings = replace(InpaintSettings(), steps=args.inpaint_steps, tiles=args.tiles)
+        inpaint_settings.validate()
+
+        def load_inpaint() -> StereoInpaintPipeline:
+            unet = load_inpaint_unet(inpaint_dir, dtype)
+            return StereoInpaintPipeline.from_components(load_svd_components(svd_dir, dtype), unet).to(device)
+
+        model_id = f"{inpaint_dir.resolve()} {precision}"
+        inpaint_stage = InpaintStage(load_inpaint, inpaint_settings, args.seed, model_id=model_id)
+    return depth_stage, inpaint_stage
+
+
+def _progress_reporter() -> tuple[ProgressFn, Callable[[], None]]:
+    """(on_progress, close): one tqdm bar per pass (frames/s and ETA) when tqdm is installed, else log lines."""
     try:
         from tqdm import tqdm
     except ImportError:
         tqdm = None
     state: dict = {}
 
-    def with_tqdm(done: int, total: int) -> None:
-        if "bar" not in state:
-            state["bar"] = tqdm(total=total, initial=done, unit="frame", desc="converting", dynamic_ncols=True)
+    def with_tqdm(stage: str, done: int, total: int) -> None:
+        if state.get("stage") != stage:
+            close()
+            state["stage"] = stage
+            state["bar"] = tqdm(total=total, initial=done, unit="frame", desc=stage, dynamic_ncols=True)
         state["bar"].update(done - state["bar"].n)
 
-    def with_log(done: int, total: int) -> None:
+    def with_log(stage: str, done: int, total: int) -> None:
         now = time.perf_counter()
-        if "start" not in state:
-            state["start"], state["first"] = now, done
+        if state.get("stage") != stage:
+            state.update(stage=stage, start=now, first=done)
             return
         rate = (done - state["first"]) / max(now - state["start"], 1e-9)
         eta = (total - done) / rate if rate > 0 else float("inf")
-        logger.info("%d/%d frames, %.1f frames/s, ETA %.0f s", done, total, rate, eta)
+        logger.info("%s: %d/%d frames, %.1f frames/s, ETA %.0f s", stage, done, total, rate, eta)
 
     def close() -> None:
-        if "bar" in state:
-            state["bar"].close()
+        if state.get("bar") is not None:
+            state.pop("bar").close()
 
     return (with_tqdm if tqdm is not None else with_log), close
 
@@ -124,20 +210,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
-    for option, message in UNSUPPORTED.items():
-        if getattr(args, option) is not None:
-            parser.error(message)
-    if args.depth is None:
-        parser.error(NO_DEPTH_MESSAGE)
+    try:
+        depth_stage, inpaint_stage = _stages(args)
+    except (FileNotFoundError, ValueError) as exc:
+        parser.error(str(exc))
     on_progress, close = _progress_reporter()
     try:
-        output = convert_video(args.input, args.output, args.depth, _settings(args), device=args.device,
-                               on_progress=on_progress)  # fmt: skip
+        output = convert_video(
+            args.input,
+            args.output,
+            args.depth,
+            _settings(args),
+            depth_model=depth_stage,
+            inpaint=inpaint_stage,
+            device=args.device,
+            save_depth=args.save_depth,
+            on_progress=on_progress,
+        )
     except KeyboardInterrupt:
         close()
-        logger.error("interrupted; rerun the same command to resume from the last finished chunk.")
+        logger.error("interrupted; rerun the same command to resume from the last finished segment.")
         return 130
-    except (VideoReadError, ValueError, OSError) as exc:
+    except (VideoReadError, ModelFilesError, ValueError, OSError, RuntimeError) as exc:
         close()
         logger.error("%s", exc)
         return 1

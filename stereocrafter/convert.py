@@ -1,36 +1,46 @@
-"""Convert a 2D video file and its depth video into a stereo 3D video file, streaming chunk by chunk.
+"""Convert a 2D video file into a stereo 3D video file, streaming chunk by chunk with bounded memory.
 
-Pipeline per chunk of ``chunk_frames`` frames: read the frames and the depth frames in lockstep → disparity with
-one fixed depth range for the whole clip (found by a first pass over the depth video, so there is no
-normalisation jump between chunks and the result equals splatting the whole clip at once) → forward splat →
-optional hole filling (``fill_holes``) → pack (SBS/TB) or anaglyph → encode to its own segment file.
+Two passes over the input:
 
-Resumable: segments and ``progress.json`` live in ``OUTPUT.partial.d/``; a rerun with the same inputs and
-settings continues after the last finished chunk. At the end the segments are joined without re-encoding,
-with the source's audio, into ``OUTPUT.partial``, which is renamed to ``OUTPUT`` only when complete.
+1. Depth: a depth video given by the user, or DepthCrafter (:class:`DepthStage`) run over the whole clip with its
+   sliding windows carried across chunks; estimated depth goes to a lossless 16-bit file in the work folder
+   (:mod:`.depth_file`), because the depth is normalised over the whole clip before splatting (as the reference
+   does) and that needs the last frame's depth before the first frame can be splatted.
+2. Stereo, per chunk of ``chunk_frames``: read the frames and the depth in lockstep → disparity with the clip's
+   fixed depth range → forward splat → optional StereoCrafter inpainting (:class:`InpaintStage`, an
+   :class:`~.inpaint_stream.InpaintStream` whose temporal chunks and feedback frames carry across our chunks, so
+   there is no seam) → pack (SBS/TB) or anaglyph → encode a segment file.
 
-Not supported yet: depth estimation (DepthCrafter) inside the converter — a depth video is required — and
-StereoCrafter inpainting from a model folder: the holes stay black unless a ``fill_holes`` callable is given
-(it sees one chunk at a time, with no overlap between chunks).
+Resumable: segments, the depth file, the inpainting state and ``progress.json`` live in ``OUTPUT.partial.d/``; a
+rerun with the same inputs and settings continues after the last finished segment (a depth pass that was cut off
+starts over). At the end the segments are joined without re-encoding, with the source's audio, into
+``OUTPUT.partial``, which is renamed to ``OUTPUT`` only when complete.
 """
 
 from __future__ import annotations
 
+import errno
+import gc
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from itertools import zip_longest
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from .anaglyph import ANAGLYPH_METHODS, AnaglyphMethod, make_anaglyph
-from .disparity import DISPARITY_UNITS, DisparityUnit, depth_bounds
+from .depth_file import DepthFileWriter, read_depth_file
+from .depth_pipeline import DepthSettings, VideoDepthPipeline
+from .disparity import DISPARITY_UNITS, depth_bounds
+from .inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
+from .inpaint_stream import InpaintStream
 from .packing import LAYOUT_SUFFIXES, LAYOUTS, RESIZE_FILTERS, Layout, ResizeFilter, pack_stereo
 from .stereo_warp import WarpSettings, warp_to_right_eye
 from .video_io import CODECS, Codec, SegmentWriter, VideoInfo, mux_segments, output_format, probe_video, read_frames
@@ -41,23 +51,22 @@ OutputLayout = Layout | Literal["anaglyph"]
 OUTPUT_LAYOUTS: tuple[OutputLayout, ...] = (*LAYOUTS, "anaglyph")
 #: File-name suffixes for ``-o DIRECTORY``: the packing ones plus the anaglyph.
 OUTPUT_SUFFIXES: dict[OutputLayout, str] = {**LAYOUT_SUFFIXES, "anaglyph": "_anaglyph"}
-PROGRESS_VERSION = 1
+PROGRESS_VERSION = 2
+DEPTH_FILE = "depth.mkv"
 
-#: fill_holes(left, right, occlusion) → right: [n, H, W, 3], [n, H, W, 3], [n, H, W] float32 0..1 (1 = hole).
-HoleFiller = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: on_progress(stage, frames done, total frames); stage is "depth" (estimation pass) or "stereo".
+ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
 class ConvertSettings:
-    """Everything that changes the output; a resume only continues a job with equal settings."""
+    """Everything about the splat, packing and encoding that changes the output; a resume only continues a job
+    with equal settings."""
 
+    warp: WarpSettings = WarpSettings()
     layout: OutputLayout = "full SBS"
     anaglyph_method: AnaglyphMethod = "dubois"
     resize_filter: ResizeFilter = "bicubic"
-    max_disparity: float = 20.0
-    disparity_unit: DisparityUnit = "pixels"
-    convergence: float = 0.5
-    invert: bool = False
     chunk_frames: int = 16
     codec: Codec = "h264"
     crf: int = 18
@@ -68,20 +77,61 @@ class ConvertSettings:
             "layout": (self.layout, OUTPUT_LAYOUTS),
             "anaglyph_method": (self.anaglyph_method, ANAGLYPH_METHODS),
             "resize_filter": (self.resize_filter, RESIZE_FILTERS),
-            "disparity_unit": (self.disparity_unit, DISPARITY_UNITS),
+            "disparity_unit": (self.warp.disparity_unit, DISPARITY_UNITS),
             "codec": (self.codec, tuple(CODECS)),
         }
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
-        if not self.max_disparity >= 0:
-            raise ValueError(f"max_disparity must be >= 0, got {self.max_disparity}.")
-        if not 0.0 <= self.convergence <= 1.0:
-            raise ValueError(f"convergence must be within 0..1, got {self.convergence}.")
+        if not self.warp.max_disparity >= 0:
+            raise ValueError(f"max_disparity must be >= 0, got {self.warp.max_disparity}.")
+        if not 0.0 <= self.warp.convergence <= 1.0:
+            raise ValueError(f"convergence must be within 0..1, got {self.warp.convergence}.")
         if self.chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {self.chunk_frames}.")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be within 0..51, got {self.crf}.")
+
+
+@dataclass(frozen=True)
+class DepthStage:
+    """DepthCrafter inside the conversion. ``load`` is called only when the depth pass runs (not on a resume after
+    it), and the pipeline is released before the stereo pass. ``model_id`` names the weights in the job record."""
+
+    load: Callable[[], VideoDepthPipeline]
+    settings: DepthSettings = field(default_factory=DepthSettings)
+    model_id: str = "DepthCrafter"
+
+
+@dataclass(frozen=True)
+class InpaintStage:
+    """StereoCrafter inpainting of the splat's holes inside the conversion; ``load`` is called when the stereo
+    pass starts. ``model_id`` names the weights in the job record."""
+
+    load: Callable[[], StereoInpaintPipeline]
+    settings: InpaintSettings = InpaintSettings()
+    seed: int = 0
+    model_id: str = "StereoCrafter"
+
+
+class _Progress:
+    """Reports (stage, frames done, total) to ``callback``, never backwards within a stage. Between finished chunks
+    the models' denoising steps move it by an estimate (share of steps done × total frames)."""
+
+    def __init__(self, callback: ProgressFn | None, total: int) -> None:
+        self.callback, self.total = callback, total
+        self.stage, self.done = "", -1
+
+    def __call__(self, stage: str, done: int) -> None:
+        if stage != self.stage:
+            self.stage, self.done = stage, -1
+        if self.callback is not None and done > self.done:
+            self.done = done
+            self.callback(stage, min(done, self.total), self.total)
+
+    def fraction(self, stage: str, fraction: float) -> None:
+        """Report ``fraction`` (0..1) of the stage's frames as done."""
+        self(stage, int(fraction * self.total))
 
 
 def resolve_output_path(input_path: Path, output: Path, layout: OutputLayout) -> Path:
@@ -92,13 +142,34 @@ def resolve_output_path(input_path: Path, output: Path, layout: OutputLayout) ->
 
 
 def work_paths(output: Path) -> tuple[Path, Path]:
-    """(segment directory, partial output file) of a job writing ``output``."""
+    """(work folder, partial output file) of a job writing ``output``."""
     return output.with_name(output.name + ".partial.d"), output.with_name(output.name + ".partial")
 
 
 def _fingerprint(path: Path) -> dict[str, object]:
     stat = path.stat()
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _job_record(
+    input_path: Path,
+    depth: Path | None,
+    depth_model: DepthStage | None,
+    inpaint: InpaintStage | None,
+    settings: ConvertSettings,
+) -> dict[str, Any]:
+    """What identifies a job, as it reads back from JSON (tuples become lists)."""
+    job = {
+        "input": _fingerprint(input_path),
+        "depth": _fingerprint(depth)
+        if depth is not None
+        else {"model": depth_model.model_id, "settings": asdict(depth_model.settings)},
+        "inpaint": None
+        if inpaint is None
+        else {"model": inpaint.model_id, "settings": asdict(inpaint.settings), "seed": inpaint.seed},
+        "settings": asdict(settings),
+    }
+    return json.loads(json.dumps(job))
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -120,9 +191,12 @@ def _load_progress(work_dir: Path, job: dict) -> dict | None:
     if progress.get("version") != PROGRESS_VERSION or progress.get("job") != job:
         logger.warning("%s belongs to other inputs or settings; starting the conversion over.", work_dir)
         return None
-    chunks = progress.get("chunks", [])
-    if not all((work_dir / chunk["file"]).is_file() for chunk in chunks):
-        logger.warning("segments listed in %s are missing; starting the conversion over.", path)
+    chunks = progress["chunks"]
+    files = [chunk["file"] for chunk in chunks] + [chunk["state"] for chunk in chunks[-1:] if chunk["state"]]
+    if progress["depth_range"] is not None and job["depth"].get("model"):
+        files.append(DEPTH_FILE)
+    if not all((work_dir / name).is_file() for name in files):
+        logger.warning("files listed in %s are missing; starting the conversion over.", path)
         return None
     return progress
 
@@ -154,15 +228,9 @@ def splat_chunk(
     bounds: tuple[float, float],
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right view [n, H, W, 3] and occlusion [n, H, W] (float32, CPU) of one chunk, depth normalised with the
-    clip's fixed ``bounds``."""
-    warp = WarpSettings(
-        max_disparity=settings.max_disparity,
-        disparity_unit=settings.disparity_unit,
-        convergence=settings.convergence,
-        invert=settings.invert,
-    )
-    result = warp_to_right_eye(left, depth, warp, device=device, batch_size=left.shape[0], depth_range=bounds)
+    """Right view [n, H, W, 3] and occlusion [n, H, W] (float32, CPU) of one chunk, depth ([n, H, W] or
+    [n, H, W, C]) normalised with the clip's fixed ``bounds``."""
+    result = warp_to_right_eye(left, depth, settings.warp, device=device, batch_size=left.shape[0], depth_range=bounds)
     return result.right, result.occlusion
 
 
@@ -179,6 +247,17 @@ def _check_pair(info: VideoInfo, depth_info: VideoInfo) -> None:
             f"the depth video has {depth_info.frame_count} frames but {info.path.name} has {info.frame_count}; "
             "they must match one to one (make the depth from the same clip, at the same frame rate)."
         )
+
+
+def _check_sources(
+    info: VideoInfo, depth: Path | None, depth_model: DepthStage | None, settings: ConvertSettings
+) -> None:
+    if (depth is None) == (depth_model is None):
+        raise ValueError("give either a depth video or a depth model (DepthCrafter), not both and not neither.")
+    if depth is not None:
+        _check_pair(info, probe_video(depth))
+    elif settings.warp.invert:
+        raise ValueError("invert applies to depth videos with far = bright; DepthCrafter depth is near = bright.")
     if info.variable_frame_rate:
         logger.warning(
             "%s has a variable frame rate: every frame is kept and written at the average %.3f fps, so per-frame "
@@ -192,13 +271,16 @@ def _check_pair(info: VideoInfo, depth_info: VideoInfo) -> None:
 def convert_video(
     input_path: Path | str,
     output: Path | str,
-    depth: Path | str,
+    depth: Path | str | None = None,
     settings: ConvertSettings = ConvertSettings(),
     *,
+    depth_model: DepthStage | None = None,
+    inpaint: InpaintStage | None = None,
     device: torch.device | str | None = None,
-    fill_holes: HoleFiller | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    save_depth: Path | str | None = None,
+    on_progress: ProgressFn | None = None,
     on_chunk_done: Callable[[int, int], None] | None = None,
+    interrupt: Callable[[], None] | None = None,
 ) -> Path:
     """Convert ``input_path`` into a stereo video, resuming an interrupted run of the same job.
 
@@ -206,120 +288,269 @@ def convert_video(
         input_path: the 2D video (left eye). Its audio streams are carried over.
         output: the output file (.mp4, .mov, .m4v or .mkv), or an existing directory (the name is then the input
             stem plus :data:`OUTPUT_SUFFIXES` of the layout, .mp4).
-        depth: a depth video with the same frame count, near = bright (``settings.invert`` for far = bright);
-            any size (resized to the frames), channels averaged, 8 or 16 bit.
-        settings: layout, disparity, chunking and encoding settings.
-        device: where to splat (default: CUDA when available, else CPU).
-        fill_holes: optional per-chunk hole filler, see :data:`HoleFiller`.
-        on_progress: called with (frames done, total frames) at start and after each chunk.
-        on_chunk_done: called with (chunk index, frames done) after a chunk is safely on disk (tests use it to
+        depth: a depth video with the same frame count, near = bright (``settings.warp.invert`` for far = bright);
+            any size (resized to the frames), channels averaged, 8 or 16 bit. Exclusive with ``depth_model``.
+        settings: splat, layout, chunking and encoding settings.
+        depth_model: estimate the depth with DepthCrafter instead of reading a depth video.
+        inpaint: fill the disocclusion holes with StereoCrafter (else they stay black).
+        device: where to splat (default: CUDA when available, else CPU). The models run where they are.
+        save_depth: with ``depth_model``, also keep the estimated depth as a lossless 16-bit video (.mkv) there.
+        on_progress: called as (stage, frames done, total frames) at the start, after each chunk and (estimated
+            from the denoising steps) while the models run; never backwards within a stage.
+        on_chunk_done: called with (segment index, frames done) after a segment is safely on disk (tests use it to
             interrupt a run).
+        interrupt: called between chunks and before every denoising step; raise from it to stop (rerun to resume).
 
     Returns:
         The path of the finished output file.
     """
     settings.validate()
-    input_path, depth_path = Path(input_path), Path(depth)
-    info, depth_info = probe_video(input_path), probe_video(depth_path)
-    _check_pair(info, depth_info)
+    input_path = Path(input_path)
+    depth_path = Path(depth) if depth is not None else None
+    info = probe_video(input_path)
+    _check_sources(info, depth_path, depth_model, settings)
     output = resolve_output_path(input_path, Path(output), settings.layout)
-    suffix = output.suffix.lower()
     output_format(output)
-    if output.resolve() in (input_path.resolve(), depth_path.resolve()):
+    if output.resolve() in (input_path.resolve(), depth_path.resolve() if depth_path else None):
         raise ValueError(f"{output}: the output would overwrite an input.")
     work_dir, partial = work_paths(output)
     _prepare_work_dir(work_dir)
+    report = _Progress(on_progress, info.frame_count)
     device = (
         torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
 
-    job = {"input": _fingerprint(input_path), "depth": _fingerprint(depth_path), "settings": asdict(settings)}
+    job = _job_record(input_path, depth_path, depth_model, inpaint, settings)
     progress = _load_progress(work_dir, job)
     if progress is None:
-        for stale in work_dir.glob("chunk_*"):
+        for stale in work_dir.iterdir():
             stale.unlink()
         progress = {"version": PROGRESS_VERSION, "job": job, "depth_range": None, "chunks": []}
     else:
-        logger.info("resuming %s after %d finished chunks.", output.name, len(progress["chunks"]))
-    if progress["depth_range"] is None:
+        logger.info("resuming %s after %d finished segments.", output.name, len(progress["chunks"]))
+    if depth_model is not None:
+        depth_path = work_dir / DEPTH_FILE
+        if progress["depth_range"] is None:
+            progress["depth_range"] = list(_estimate_depth(info, depth_model, depth_path, settings, report,
+                                                           interrupt))  # fmt: skip
+            _write_json(work_dir / "progress.json", progress)
+    elif progress["depth_range"] is None:
         progress["depth_range"] = list(depth_range(depth_path, settings.chunk_frames))
         _write_json(work_dir / "progress.json", progress)
     bounds = tuple(progress["depth_range"])
     if bounds[1] - bounds[0] <= 1e-12 * max(1.0, abs(bounds[1])):
-        logger.warning("the depth video is constant: no parallax, the right view equals the left.")
+        logger.warning("the depth is constant: no parallax, the right view equals the left.")
 
-    done = _run_chunks(
-        info, depth_path, work_dir, progress, settings, bounds, device, fill_holes, on_progress, on_chunk_done
-    )
+    job_run = _StereoPass(info, depth_path, depth_model is not None, work_dir, progress, settings, bounds, device)
+    done = job_run.run(inpaint, report, on_chunk_done, interrupt)
     if done != info.frame_count:
         logger.warning(
             "%s has %d frames, not the %d its header says; all were converted.", info.path.name, done, info.frame_count
         )
     segments = [(work_dir / chunk["file"], chunk["frames"]) for chunk in progress["chunks"]]
-    mux_segments(segments, info.fps, partial, suffix, info)
+    with _disk_full_hint(partial):
+        mux_segments(segments, info.fps, partial, output.suffix.lower(), info)
     os.replace(partial, output)
+    if save_depth is not None and depth_model is not None:
+        shutil.move(work_dir / DEPTH_FILE, save_depth)
     shutil.rmtree(work_dir)
     return output
 
 
-def _run_chunks(
+def _estimate_depth(
     info: VideoInfo,
-    depth_path: Path,
-    work_dir: Path,
-    progress: dict,
+    stage: DepthStage,
+    path: Path,
     settings: ConvertSettings,
-    bounds: tuple[float, float],
-    device: torch.device,
-    fill_holes: HoleFiller | None,
-    on_progress: Callable[[int, int], None] | None,
-    on_chunk_done: Callable[[int, int], None] | None,
-) -> int:
-    """Encode the chunks not yet in ``progress`` to segment files; returns the total frames converted."""
-    done = sum(chunk["frames"] for chunk in progress["chunks"])
-    if on_progress is not None:
-        on_progress(done, info.frame_count)
-    frames_iter = read_frames(info.path, settings.chunk_frames, start=done)
-    depth_iter = read_frames(depth_path, settings.chunk_frames, start=done)
-    warned_odd = False
-    for left, depth in zip_longest(frames_iter, depth_iter):
-        if left is None or depth is None or left.shape[0] != depth.shape[0]:
-            raise ValueError(
-                f"the depth video and {info.path.name} have different frame counts (found while decoding at frame "
-                f"{done}); they must match one to one."
-            )
+    report: _Progress,
+    interrupt: Callable[[], None] | None,
+) -> tuple[float, float]:
+    """Run DepthCrafter over the whole input, streaming its raw depth into a lossless file; returns the file's
+    (min, max)."""
+    report("depth", 0)
+    pipeline = stage.load()
+    tmp = path.with_name("depth.tmp.mkv")
+    writer = DepthFileWriter(tmp, info.width, info.height, info.fps)
+    frames = read_frames(info.path, settings.chunk_frames)
+    steps = VideoDepthPipeline.num_progress_steps(info.frame_count, stage.settings)
+    per_window = stage.settings.num_inference_steps
+
+    def step_done(window: int, step: int) -> None:
+        report.fraction("depth", (window * per_window + step + 1) / steps)
+
+    with _disk_full_hint(tmp):
+        for depth in pipeline.stream(frames, info.frame_count, stage.settings, progress=step_done, interrupt=interrupt):
+            writer.write(depth)
+            report("depth", writer.frames_written)
+        writer.close()
+    os.replace(tmp, path)
+    del pipeline
+    _release_memory()
+    return writer.low, writer.high
+
+
+def _release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+@contextmanager
+def _disk_full_hint(path: Path) -> Iterator[None]:
+    """Re-raise "no space left on device" with what to do; other errors pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise OSError(
+            errno.ENOSPC,
+            f"disk full while writing {path}: free some space on that disk and rerun the same command; it resumes "
+            "after the last finished segment (the output file is only created when complete)",
+        ) from exc
+
+
+class _StereoPass:
+    """Pass 2: splat, optional inpainting, packing and segment encoding from where ``progress`` stopped."""
+
+    def __init__(
+        self,
+        info: VideoInfo,
+        depth_path: Path,
+        depth_is_file: bool,
+        work_dir: Path,
+        progress: dict,
+        settings: ConvertSettings,
+        bounds: tuple[float, float],
+        device: torch.device,
+    ) -> None:
+        self.info, self.work_dir, self.progress, self.settings = info, work_dir, progress, settings
+        self.depth_path, self.depth_is_file = depth_path, depth_is_file
+        self.bounds, self.device = bounds, device
+        self.done = sum(chunk["frames"] for chunk in progress["chunks"])
+        self.warned_odd = False
+
+    def _depth_chunks(self) -> Iterator[torch.Tensor]:
+        chunk = self.settings.chunk_frames
+        if self.depth_is_file:
+            return read_depth_file(self.depth_path, chunk, start=self.done)
+        return read_frames(self.depth_path, chunk, start=self.done)
+
+    def _inpaint_stream(
+        self, stage: InpaintStage, report: _Progress, interrupt: Callable[[], None] | None
+    ) -> InpaintStream:
+        chunks = self.progress["chunks"]
+        state = None
+        if chunks and chunks[-1]["state"]:
+            state = torch.load(self.work_dir / chunks[-1]["state"], map_location="cpu", weights_only=True)
+        info = self.info
+        stream = InpaintStream(
+            stage.load(), info.frame_count, info.height, info.width, stage.settings, stage.seed,
+            interrupt=interrupt, state=state,
+        )  # fmt: skip
+        if stream.frames_out != self.done:
+            raise ValueError(f"the inpainting state in {self.work_dir} does not match its segments; delete the folder.")
+        return stream
+
+    def run(
+        self,
+        inpaint: InpaintStage | None,
+        report: _Progress,
+        on_chunk_done: Callable[[int, int], None] | None,
+        interrupt: Callable[[], None] | None,
+    ) -> int:
+        """Encode the segments not yet in ``progress``; returns the total frames converted."""
+        report("stereo", self.done)
+        if self.progress["chunks"] and inpaint is not None and not self.progress["chunks"][-1]["state"]:
+            return self.done  # the inpainting's last segment is written: nothing left
+        stream = self._inpaint_stream(inpaint, report, interrupt) if inpaint is not None else None
+        pending_left: list[torch.Tensor] = []
+        frames_iter = read_frames(self.info.path, self.settings.chunk_frames, start=self.done)
+        position = self.done
+        for left, depth in zip_longest(frames_iter, self._depth_chunks()):
+            if left is None or depth is None or left.shape[0] != depth.shape[0]:
+                raise ValueError(
+                    f"the depth and {self.info.path.name} have different frame counts (found while decoding at frame "
+                    f"{position}); they must match one to one."
+                )
+            if interrupt is not None:
+                interrupt()
+            position += left.shape[0]
+            right, occlusion = splat_chunk(left, depth, self.settings, self.bounds, self.device)
+            if stream is None:
+                self._emit(left, right, None, report, on_chunk_done)
+                continue
+            pending_left.append(left)
+            right = stream.push(right, occlusion)
+            if right.shape[0]:
+                self._emit(_take(pending_left, right.shape[0]), right, stream.state_dict(), report, on_chunk_done)
+        if stream is not None:
+            right = stream.finish()
+            if right.shape[0]:
+                self._emit(_take(pending_left, right.shape[0]), right, None, report, on_chunk_done)
+        return self.done
+
+    def _emit(
+        self,
+        left: torch.Tensor,
+        right: torch.Tensor,
+        state: dict | None,
+        report: _Progress,
+        on_chunk_done: Callable[[int, int], None] | None,
+    ) -> None:
+        """Pack and encode frames [done, done + n) as the next segment, then record it (and the inpainting state
+        that continues after it) in progress.json."""
         started = time.perf_counter()
-        right, occlusion = splat_chunk(left, depth, settings, bounds, device)
-        if fill_holes is not None:
-            right = fill_holes(left, right, occlusion)
-        packed = compose(left, right, settings)
+        packed = compose(left, right, self.settings)
+        self._note_odd_size(packed)
+        chunks = self.progress["chunks"]
+        index = len(chunks)
+        name = f"chunk_{index:05d}.mp4"
+        state_name = f"chunk_{index:05d}.state.pt" if state is not None else None
+        with _disk_full_hint(self.work_dir / name):
+            _write_segment(self.work_dir / name, packed, self.info, self.settings)
+            if state_name is not None:
+                tmp = self.work_dir / (state_name + ".tmp")
+                torch.save(state, tmp)
+                os.replace(tmp, self.work_dir / state_name)
+            previous_state = chunks[-1]["state"] if chunks else None
+            chunks.append({"index": index, "start": self.done, "frames": left.shape[0], "file": name,
+                           "state": state_name})  # fmt: skip
+            _write_json(self.work_dir / "progress.json", self.progress)
+        if previous_state:
+            (self.work_dir / previous_state).unlink(missing_ok=True)
+        self.done += left.shape[0]
+        logger.debug("segment %d: %d frames in %.2f s", index, left.shape[0], time.perf_counter() - started)
+        report("stereo", self.done)
+        if on_chunk_done is not None:
+            on_chunk_done(index, self.done)
+
+    def _note_odd_size(self, packed: torch.Tensor) -> None:
         height, width = packed.shape[1:3]
-        if (height % 2 or width % 2) and not warned_odd:
+        if (height % 2 or width % 2) and not self.warned_odd:
             logger.info(
                 "output frames are %dx%d; padded to even %dx%d for the encoder.",
-                width,
-                height,
-                width + width % 2,
-                height + height % 2,
-            )
-            warned_odd = True
-        index = len(progress["chunks"])
-        name = f"chunk_{index:05d}.mp4"
-        _write_segment(work_dir / name, packed, info, settings)
-        done += left.shape[0]
-        progress["chunks"].append(
-            {"index": index, "start": done - left.shape[0], "frames": left.shape[0], "file": name}
-        )
-        _write_json(work_dir / "progress.json", progress)
-        logger.debug("chunk %d: %d frames in %.2f s", index, left.shape[0], time.perf_counter() - started)
-        if on_progress is not None:
-            on_progress(done, info.frame_count)
-        if on_chunk_done is not None:
-            on_chunk_done(index, done)
-    return done
+                width, height, width + width % 2, height + height % 2,
+            )  # fmt: skip
+            self.warned_odd = True
+
+
+def _take(pending: list[torch.Tensor], count: int) -> torch.Tensor:
+    """Remove and return the first ``count`` frames of a list of [n, ...] chunks."""
+    taken, have = [], 0
+    while have < count:
+        chunk = pending.pop(0)
+        need = count - have
+        if chunk.shape[0] > need:
+            pending.insert(0, chunk[need:])
+            chunk = chunk[:need]
+        taken.append(chunk)
+        have += chunk.shape[0]
+    return torch.cat(taken)
 
 
 def _write_segment(path: Path, packed: torch.Tensor, info: VideoInfo, settings: ConvertSettings) -> None:
-    """Encode one chunk to ``path`` via a temporary name, so a listed segment is always complete."""
+    """Encode one segment to ``path`` via a temporary name, so a listed segment is always complete."""
     tmp = path.with_name(path.stem + ".tmp.mp4")
     writer = SegmentWriter(
         tmp, packed.shape[2], packed.shape[1], info.fps, settings.codec, settings.crf, info.bit_depth > 8

@@ -102,7 +102,7 @@ def small(tmp_path_factory) -> tuple[Path, Path]:
 def test_cli_full_sbs_matches_whole_clip_warp(clip20, tmp_path):
     source, depth = clip20
     output = tmp_path / "out.mp4"
-    assert main([str(source), "-o", str(output), "--depth", str(depth), "--chunk-frames", "16"]) == 0
+    assert main([str(source), "-o", str(output), "--depth", str(depth), "--no-inpaint", "--chunk-frames", "16"]) == 0
     info = probe_video(output)
     assert (info.frame_count, info.width, info.height, info.fps) == (20, 1920, 540, Fraction(24))
     assert not work_paths(output)[0].exists() and not work_paths(output)[1].exists()
@@ -122,7 +122,7 @@ def test_cli_full_sbs_matches_whole_clip_warp(clip20, tmp_path):
 )
 def test_layout_sizes_and_directory_suffix(small, tmp_path, layout, size):
     source, depth = small
-    assert main([str(source), "-o", str(tmp_path), "--depth", str(depth), "--layout", layout]) == 0
+    assert main([str(source), "-o", str(tmp_path), "--depth", str(depth), "--no-inpaint", "--layout", layout]) == 0
     suffix = {"half-sbs": "_half_SBS", "tb": "_TB", "half-tb": "_half_TB", "anaglyph": "_anaglyph"}[layout]
     info = probe_video(tmp_path / f"in{suffix}.mp4")
     assert (info.width, info.height, info.frame_count) == (*size, 10)
@@ -199,7 +199,11 @@ def test_changed_settings_start_over(small, tmp_path):
         convert_video(source, output, depth, ConvertSettings(chunk_frames=4), on_chunk_done=_raise)
     computed: list[int] = []
     convert_video(
-        source, output, depth, ConvertSettings(chunk_frames=4, max_disparity=5), on_chunk_done=_record(computed)
+        source,
+        output,
+        depth,
+        ConvertSettings(WarpSettings(max_disparity=5), chunk_frames=4),
+        on_chunk_done=_record(computed),
     )
     assert computed == [0, 1, 2]
 
@@ -218,7 +222,10 @@ def test_odd_size_is_padded_to_even(tmp_path, layout, size):
     source, depth = tmp_path / "in.mp4", tmp_path / "depth.mp4"
     _encode(source, _clip_frames(3, 161, 91))
     _encode(depth, _depth_frames(3, 91, 161))
-    assert main([str(source), "-o", str(tmp_path / "out.mp4"), "--depth", str(depth), "--layout", layout]) == 0
+    assert (
+        main([str(source), "-o", str(tmp_path / "out.mp4"), "--depth", str(depth), "--no-inpaint", "--layout", layout])
+        == 0
+    )
     info = probe_video(tmp_path / "out.mp4")
     assert (info.width, info.height, info.frame_count) == (*size, 3)
     if layout == "sbs":
@@ -232,25 +239,12 @@ def test_single_frame_h265(tmp_path):
     _encode(source, _clip_frames(1, 160, 90))
     _encode(depth, _depth_frames(1, 90, 160))
     output = tmp_path / "out.mkv"
-    assert main([str(source), "-o", str(output), "--depth", str(depth), "--codec", "h265", "--crf", "20"]) == 0
+    assert (
+        main([str(source), "-o", str(output), "--depth", str(depth), "--no-inpaint", "--codec", "h265", "--crf", "20"])
+        == 0
+    )
     info = probe_video(output)
     assert (info.width, info.height, info.frame_count) == (320, 90, 1)
-
-
-def test_hole_filler_hook_sees_each_chunk(tmp_path):
-    source, depth = tmp_path / "in.mp4", tmp_path / "depth.mp4"
-    rng = np.random.default_rng(0)
-    _encode(source, rng.integers(0, 256, (5, 32, 48, 3), dtype=np.uint8))
-    _encode(depth, _depth_frames(5, 32, 48))
-    seen: list[int] = []
-
-    def fill(left: torch.Tensor, right: torch.Tensor, occlusion: torch.Tensor) -> torch.Tensor:
-        seen.append(left.shape[0])
-        assert right.shape == left.shape and occlusion.shape == left.shape[:3]
-        return torch.where(occlusion[..., None] > 0.5, left, right)
-
-    convert_video(source, tmp_path / "out.mp4", depth, ConvertSettings(chunk_frames=2), fill_holes=fill)
-    assert seen == [2, 2, 1]
 
 
 def _tiny(tmp_path: Path, frames: int, name: str = "in.mp4") -> Path:
@@ -280,19 +274,36 @@ def test_errors(tmp_path, caplog):
     with pytest.raises(ValueError, match="output must end in"):
         convert_video(source, tmp_path / "out.avi", _tiny(tmp_path, 4, "depth4.mp4"))
     assert (
-        main([str(source), "-o", str(tmp_path / "no/such/dir/out.mp4"), "--depth", str(tmp_path / "depth4.mp4")]) == 1
+        main(
+            [
+                str(source),
+                "-o",
+                str(tmp_path / "no/such/dir/out.mp4"),
+                "--depth",
+                str(tmp_path / "depth4.mp4"),
+                "--no-inpaint",
+            ]
+        )
+        == 1
     )
     assert "cannot write next to the output" in caplog.text
-    assert main([str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o.mp4"), "--depth", str(depth)]) == 1
+    assert (
+        main([str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o.mp4"), "--depth", str(depth), "--no-inpaint"]) == 1
+    )
     assert "no such file" in caplog.text
 
 
-def test_cli_refuses_missing_depth_and_unsupported_options(tmp_path, capsys):
+def test_cli_names_missing_models_and_the_fix(tmp_path, capsys):
     source = _tiny(tmp_path, 2)
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(source), "-o", str(tmp_path / "out.mp4")])
-    assert exit_info.value.code == 2
-    assert "DepthCrafter depth is not wired into the command line yet" in capsys.readouterr().err
+    empty = tmp_path / "models"
+    empty.mkdir()
+    for extra, folder in (([], "depthcrafter"), (["--depth", str(source)], "stereocrafter")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(source), "-o", str(tmp_path / "out.mp4"), "--models", str(empty), *extra])
+        assert exit_info.value.code == 2
+        message = capsys.readouterr().err
+        assert str(empty / "diffusers") in message or str(empty / folder) in message, message
+        assert "--download" in message, message
     with pytest.raises(SystemExit):
-        main([str(source), "-o", str(tmp_path / "out.mp4"), "--depth", str(source), "--inpaint", "models/sc"])
-    assert "inpainting (--inpaint) is not supported" in capsys.readouterr().err
+        main([str(source), "-o", str(tmp_path / "out.mp4"), "--depth", str(source), "--no-inpaint", "--tiles", "0"])
+    assert "tiles must be auto, N or RxC" in capsys.readouterr().err

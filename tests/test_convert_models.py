@@ -1,0 +1,170 @@
+"""The converter with tiny random DepthCrafter/StereoCrafter models: the CLI end to end, depth windows and inpainting
+chunks carried across the converter's chunks, resume, disk full."""
+
+from __future__ import annotations
+
+import errno
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from test_convert import _decode, _encode
+from tiny_models import make_depthcrafter_folder, make_stereocrafter_folder, make_svd_folder
+
+from stereocrafter import convert as convert_module
+from stereocrafter.__main__ import main
+from stereocrafter.convert import ConvertSettings, DepthStage, InpaintStage, convert_video, work_paths
+from stereocrafter.depth_file import read_depth_file
+from stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline
+from stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
+from stereocrafter.video_io import probe_video, read_frames
+
+FRAMES, HEIGHT, WIDTH, FPS = 20, 64, 96, 24
+# Small windows and chunks so that a 20-frame clip has several DepthCrafter windows and inpainting chunks, none of
+# them aligned with the converter's 4-frame chunks.
+DEPTH = DepthSettings(num_inference_steps=2, window_size=8, overlap=3, decode_chunk_size=3, max_res=128)
+INPAINT = InpaintSettings(steps=2, chunk_frames=7, chunk_overlap=2)
+SETTINGS = ConvertSettings(chunk_frames=4)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """A models folder in ComfyUI's layout with tiny random weights."""
+    root = tmp_path_factory.mktemp("models")
+    make_depthcrafter_folder(root / "depthcrafter" / "DepthCrafter")
+    make_stereocrafter_folder(root / "stereocrafter" / "StereoCrafter")
+    make_svd_folder(root / "diffusers" / "stable-video-diffusion-img2vid-xt-1-1")
+    return root
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """20 frames of a moving gradient with bright squares (so the depth varies), with a tone track."""
+    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH]
+    frames = []
+    for k in range(FRAMES):
+        image = np.stack([(xs * 2 + k * 3) % 256, (ys * 3) % 256, np.full_like(xs, 90)], -1)
+        image[10:40, 10 + k : 40 + k] = 230
+        frames.append(image)
+    path = tmp_path_factory.mktemp("src") / "clip.mp4"
+    _encode(path, np.stack(frames).astype(np.uint8), FPS, tone_s=FRAMES / FPS)
+    return path
+
+
+def _stages(models: Path, loads: list[str] | None = None) -> tuple[DepthStage, InpaintStage]:
+    svd = models / "diffusers" / "stable-video-diffusion-img2vid-xt-1-1"
+
+    def load_depth() -> VideoDepthPipeline:
+        if loads is not None:
+            loads.append("depth")
+        return VideoDepthPipeline.from_folders(models / "depthcrafter" / "DepthCrafter", svd, torch.float32, "cpu")
+
+    def load_inpaint() -> StereoInpaintPipeline:
+        if loads is not None:
+            loads.append("inpaint")
+        return StereoInpaintPipeline.from_pretrained(svd, models / "stereocrafter" / "StereoCrafter", torch.float32)
+
+    return DepthStage(load_depth, DEPTH), InpaintStage(load_inpaint, INPAINT, seed=3)
+
+
+def test_cli_full_pipeline_with_tiny_models(models, source, tmp_path, one_torch_thread):
+    output, depth_out = tmp_path / "out.mp4", tmp_path / "depth.mkv"
+    args = [str(source), "-o", str(output), "--models", str(models), "--depth-steps", "1", "--inpaint-steps", "1",
+            "--chunk-frames", "8", "--device", "cpu", "--save-depth", str(depth_out)]  # fmt: skip
+    assert main(args) == 0
+    info = probe_video(output)
+    assert (info.frame_count, info.width, info.height, info.fps) == (FRAMES, 2 * WIDTH, HEIGHT, Fraction(FPS))
+    with av.open(str(output)) as container:
+        assert len(container.streams.audio) == 1
+    depth = torch.cat(list(read_depth_file(depth_out, 64)))
+    assert depth.shape == (FRAMES, HEIGHT, WIDTH) and float(depth.max() - depth.min()) > 0
+    assert not work_paths(output)[0].exists()
+    packed = _decode(output)
+    assert (packed[..., :WIDTH, :] - _decode(source)).abs().mean() < 6 / 255  # left eye = the source
+
+
+def test_depth_windows_carry_across_chunks(models, source, tmp_path, one_torch_thread):
+    """The depth written chunk by chunk equals DepthCrafter run over the whole clip at once (up to 16-bit storage)."""
+    depth_stage, _ = _stages(models)
+    depth_out = tmp_path / "depth.mkv"
+    convert_video(source, tmp_path / "out.mp4", None, SETTINGS, depth_model=depth_stage, save_depth=depth_out)
+    frames = torch.cat(list(read_frames(source, 64)))
+    whole = torch.cat(list(depth_stage.load().stream([frames], FRAMES, DEPTH)))
+    stored = torch.cat(list(read_depth_file(depth_out, 64)))
+    assert stored.shape == whole.shape == (FRAMES, HEIGHT, WIDTH)
+    assert (stored - whole).abs().max() <= 0.5 / 65535 + 1e-6
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _record_segments(monkeypatch) -> list[torch.Tensor]:
+    """Keep a copy of every packed segment the converter encodes (x264 output is not bit-reproducible across runs
+    of a process, so resumes are compared on the frames that go into the encoder)."""
+    real_write = convert_module._write_segment
+    packed_frames: list[torch.Tensor] = []
+
+    def write(path, packed, *args):
+        packed_frames.append(packed.clone())
+        real_write(path, packed, *args)
+
+    monkeypatch.setattr(convert_module, "_write_segment", write)
+    return packed_frames
+
+
+def test_resume_with_models_continues_after_the_last_segment(models, source, tmp_path, monkeypatch, one_torch_thread):
+    loads: list[str] = []
+    depth_stage, inpaint_stage = _stages(models, loads)
+    output = tmp_path / "out.mp4"
+    packed = _record_segments(monkeypatch)
+
+    def kill_after_second(index: int, done: int) -> None:
+        if index == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        convert_video(source, output, None, SETTINGS, depth_model=depth_stage, inpaint=inpaint_stage,
+                      on_chunk_done=kill_after_second)  # fmt: skip
+    progress = json.loads((work_paths(output)[0] / "progress.json").read_text())
+    assert len(progress["chunks"]) == 2 and progress["chunks"][-1]["state"]
+    assert loads == ["depth", "inpaint"]
+
+    computed: list[int] = []
+    convert_video(source, output, None, SETTINGS, depth_model=depth_stage, inpaint=inpaint_stage,
+                  on_chunk_done=lambda index, done: computed.append(done))  # fmt: skip
+    assert loads == ["depth", "inpaint", "inpaint"]  # the finished depth pass is not run again
+    assert computed and computed[-1] == FRAMES and min(computed) > progress["chunks"][-1]["start"]
+    assert probe_video(output).frame_count == FRAMES
+    resumed = torch.cat(packed)
+    packed.clear()
+    convert_video(source, tmp_path / "fresh.mp4", None, SETTINGS, depth_model=depth_stage, inpaint=inpaint_stage)
+    assert torch.equal(resumed, torch.cat(packed))  # the same frames as one uninterrupted run, bit for bit
+
+
+def test_disk_full_is_reported_and_resumable(models, source, tmp_path, monkeypatch, one_torch_thread):
+    _, inpaint_stage = _stages(models)
+    depth = tmp_path / "depth.mp4"
+    _encode(depth, np.repeat(np.linspace(0, 255, WIDTH, dtype=np.uint8)[None, None, :, None], FRAMES, 0).repeat(
+        HEIGHT, 1).repeat(3, 3))  # fmt: skip
+    output = tmp_path / "out.mp4"
+    real_write = convert_module._write_segment
+    calls = []
+
+    def full_disk(path, *args):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, *args)
+
+    monkeypatch.setattr(convert_module, "_write_segment", full_disk)
+    with pytest.raises(OSError, match="disk full while writing .*chunk_00001.mp4.*rerun the same command"):
+        convert_video(source, output, depth, SETTINGS, inpaint=inpaint_stage)
+    assert not output.exists() and not work_paths(output)[1].exists()
+    monkeypatch.setattr(convert_module, "_write_segment", real_write)
+    convert_video(source, output, depth, SETTINGS, inpaint=inpaint_stage)
+    assert probe_video(output).frame_count == FRAMES
