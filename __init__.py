@@ -13,6 +13,7 @@ except ImportError:  # imported outside ComfyUI, e.g. by pytest collecting the r
 
 if ComfyExtension is not None:
     from .nodes.compose_nodes import ComposeAnaglyph, ComposeSBS
+    from .nodes.convert_node import ConvertVideoTo3D
     from .nodes.depth_nodes import LoadDepthCrafter, VideoDepth
     from .nodes.inpaint_nodes import LoadStereoCrafter, StereoInpaint
     from .nodes.model_folders import register_model_folders
@@ -31,6 +32,7 @@ if ComfyExtension is not None:
                 StereoInpaint,
                 ComposeSBS,
                 ComposeAnaglyph,
+                ConvertVideoTo3D,
             ]
 
     async def comfy_entrypoint() -> StereoCrafter3DExtension:

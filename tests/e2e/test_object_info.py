@@ -67,6 +67,28 @@ EXPECTED = {
         ["IMAGE"],
     ),
     "SC3D_ComposeAnaglyph": ("ComposeAnaglyph", "StereoCrafter3D/output", ["left", "right", "method"], ["IMAGE"]),
+    "SC3D_ConvertVideoTo3D": (
+        "Convert Video to 3D (streaming)",
+        "StereoCrafter3D",
+        [
+            "video_path",
+            "depth_video_path",
+            "layout",
+            "anaglyph_method",
+            "max_disparity",
+            "disparity_unit",
+            "convergence",
+            "invert_depth",
+            "depth_steps",
+            "inpaint_steps",
+            "seed",
+            "codec",
+            "crf",
+            "chunk_frames",
+            "filename_prefix",
+        ],
+        ["STRING"],
+    ),
 }
 
 

@@ -1,0 +1,243 @@
+"""ConvertVideoTo3D: a whole video file → stereo video file in the output folder, chunk by chunk (bounded RAM)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import comfy.model_management as model_management
+import folder_paths
+from comfy_api.latest import Input, io, ui
+
+from ..stereocrafter.anaglyph import ANAGLYPH_METHODS
+from ..stereocrafter.convert import (
+    OUTPUT_LAYOUTS,
+    OUTPUT_SUFFIXES,
+    ConvertSettings,
+    DepthStage,
+    InpaintStage,
+    convert_video,
+    work_paths,
+)
+from ..stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline
+from ..stereocrafter.disparity import DISPARITY_UNITS
+from ..stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
+from ..stereocrafter.stereo_warp import WarpSettings
+from ..stereocrafter.video_io import CODECS
+from . import comfy_runtime
+from .depth_nodes import DepthCrafterModel
+from .inpaint_nodes import StereoCrafterModel
+from .managed_model import ManagedPipeline
+
+CATEGORY = "StereoCrafter3D"
+# GPU working memory reserved when the models load (as VideoDepth / StereoInpaint at their defaults).
+_DEPTH_WORKING_BYTES = 8 * 1024**3
+_INPAINT_WORKING_BYTES = 6 * 1024**3
+_PROGRESS_RESOLUTION = 1000
+
+
+def video_file(video: Input.Video | None, video_path: str, name: str) -> Path:
+    """A file path for a VIDEO input or a path string (absolute, or a file in ComfyUI's input folder).
+
+    A VIDEO that is not backed by a file (e.g. made from frames) is written to ComfyUI's temp folder first.
+    """
+    if video_path.strip():
+        path = Path(video_path.strip()).expanduser()
+        if not path.is_absolute():
+            path = Path(folder_paths.get_input_directory()) / path
+        if not path.is_file():
+            raise ValueError(f"{name}_path: {path} is not a file. Give an absolute path or a file in input/.")
+        return path
+    if video is None:
+        raise ValueError(f"connect a {name} (Load Video) or give {name}_path.")
+    source = video.get_stream_source() if hasattr(video, "get_stream_source") else None
+    if isinstance(source, str) and Path(source).is_file():
+        return Path(source)
+    handle, tmp = tempfile.mkstemp(suffix=".mp4", dir=folder_paths.get_temp_directory())
+    os.close(handle)
+    video.save_to(tmp)
+    return Path(tmp)
+
+
+def output_path(prefix: str, source: Path, layout: str) -> tuple[Path, str]:
+    """(file, subfolder) in the output folder: ``<prefix>_<source stem><layout suffix>[_NNNNN].mp4``, the first
+    name that is not a finished file, so an interrupted conversion of the same video resumes into its work folder."""
+    folder = Path(folder_paths.get_output_directory()) / Path(prefix).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    base = f"{Path(prefix).name}_{source.stem}{OUTPUT_SUFFIXES[layout]}"
+    for counter in range(100000):
+        candidate = folder / (f"{base}.mp4" if counter == 0 else f"{base}_{counter:05d}.mp4")
+        if not candidate.exists() or work_paths(candidate)[0].exists():
+            return candidate, str(Path(prefix).parent) if str(Path(prefix).parent) != "." else ""
+    raise ValueError(f"too many outputs named {base}*.mp4 in {folder}; change filename_prefix.")
+
+
+def _load_stage(managed: ManagedPipeline, working_bytes: int) -> VideoDepthPipeline | StereoInpaintPipeline:
+    device = managed.load(working_bytes)
+    pipeline = managed.pipeline
+    if isinstance(pipeline, VideoDepthPipeline):
+        pipeline.device = device
+    return pipeline
+
+
+class ConvertVideoTo3D(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SC3D_ConvertVideoTo3D",
+            display_name="Convert Video to 3D (streaming)",
+            category=CATEGORY,
+            description=(
+                "Converts a whole video file of any length to a stereo video in the output folder, chunk by chunk, "
+                "so memory stays flat: DepthCrafter depth (or your depth video) → ForwardSplat → StereoInpaint "
+                "(optional) → SBS/TB/anaglyph, with the source's audio. Depth windows and inpainting chunks carry "
+                "across chunks, so there are no seams. Interrupted runs resume when queued again."
+            ),
+            inputs=[
+                io.Video.Input("video", optional=True, tooltip="The 2D video (Load Video). Or use video_path."),
+                io.String.Input(
+                    "video_path", default="", tooltip="Instead of video: an absolute path or a file in input/."
+                ),
+                DepthCrafterModel.Input(
+                    "depthcrafter", optional=True, tooltip="From LoadDepthCrafter: estimate the depth."
+                ),
+                io.Video.Input(
+                    "depth_video",
+                    optional=True,
+                    tooltip="Your own depth video instead of DepthCrafter (near = bright, same frame count).",
+                ),
+                io.String.Input("depth_video_path", default="", tooltip="Instead of depth_video: a path."),
+                StereoCrafterModel.Input(
+                    "stereocrafter", optional=True, tooltip="From LoadStereoCrafter: fill the holes. Else black."
+                ),
+                io.Combo.Input(
+                    "layout",
+                    options=list(OUTPUT_LAYOUTS),
+                    default="full SBS",
+                    tooltip="Frame packing for 3D TVs/headsets, or a red-cyan anaglyph.",
+                ),  # fmt: skip
+                io.Combo.Input(
+                    "anaglyph_method",
+                    options=list(ANAGLYPH_METHODS),
+                    default="dubois",
+                    tooltip="Anaglyph colour method (layout anaglyph only).",
+                ),  # fmt: skip
+                io.Float.Input(
+                    "max_disparity",
+                    default=20.0,
+                    min=0.0,
+                    max=1000.0,
+                    step=0.1,
+                    tooltip="Largest shift, in disparity_unit (reference: 20 px).",
+                ),  # fmt: skip
+                io.Combo.Input(
+                    "disparity_unit",
+                    options=list(DISPARITY_UNITS),
+                    default="pixels",
+                    tooltip="max_disparity in pixels or in percent of the width.",
+                ),  # fmt: skip
+                io.Float.Input(
+                    "convergence",
+                    default=0.5,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Depth on the screen plane (0.5 = mid-depth).",
+                ),  # fmt: skip
+                io.Boolean.Input("invert_depth", default=False, tooltip="Your depth video has far = bright."),
+                io.Int.Input("depth_steps", default=8, min=1, max=50, tooltip="DepthCrafter steps."),
+                io.Int.Input("inpaint_steps", default=8, min=1, max=50, tooltip="StereoCrafter steps."),
+                io.Int.Input("seed", default=42, min=0, max=2**31 - 1, tooltip="Noise seed of both models."),
+                io.Combo.Input(
+                    "codec", options=list(CODECS), default="h264", tooltip="H.264 plays anywhere; H.265 is smaller."
+                ),
+                io.Int.Input("crf", default=18, min=0, max=51, tooltip="Quality, lower is better."),
+                io.Int.Input(
+                    "chunk_frames", default=16, min=1, max=512, tooltip="Frames in RAM at a time (and the resume step)."
+                ),  # fmt: skip
+                io.String.Input(
+                    "filename_prefix",
+                    default="stereo3d/converted",
+                    tooltip="Output file name start, under output/ (sub-folders allowed).",
+                ),  # fmt: skip
+            ],
+            outputs=[io.String.Output(display_name="path", tooltip="The written stereo video file.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        video_path: str,
+        depth_video_path: str,
+        layout: str,
+        anaglyph_method: str,
+        max_disparity: float,
+        disparity_unit: str,
+        convergence: float,
+        invert_depth: bool,
+        depth_steps: int,
+        inpaint_steps: int,
+        seed: int,
+        codec: str,
+        crf: int,
+        chunk_frames: int,
+        filename_prefix: str,
+        video: Input.Video | None = None,
+        depthcrafter: ManagedPipeline | None = None,
+        depth_video: Input.Video | None = None,
+        stereocrafter: ManagedPipeline | None = None,
+    ) -> io.NodeOutput:
+        source = video_file(video, video_path, "video")
+        depth = None
+        if depth_video is not None or depth_video_path.strip():
+            depth = video_file(depth_video, depth_video_path, "depth_video")
+        if depth is not None and depthcrafter is not None:
+            raise ValueError("connect either depthcrafter or a depth video, not both.")
+        if depth is None and depthcrafter is None:
+            raise ValueError("connect depthcrafter (LoadDepthCrafter) or a depth video (depth_video / its path).")
+        settings = ConvertSettings(
+            warp=WarpSettings(max_disparity, disparity_unit, convergence, invert_depth),
+            layout=layout,
+            anaglyph_method=anaglyph_method,
+            chunk_frames=chunk_frames,
+            codec=codec,
+            crf=crf,
+        )
+        depth_stage = None
+        if depthcrafter is not None:
+            # Two guidance passes, as the VideoDepth node (same output, less GPU memory).
+            depth_settings = DepthSettings(num_inference_steps=depth_steps, seed=seed, batch_cfg=False)
+            load_depth = lambda: _load_stage(depthcrafter, _DEPTH_WORKING_BYTES)  # noqa: E731
+            depth_stage = DepthStage(load_depth, depth_settings, depthcrafter.model_id)
+        inpaint_stage = None
+        if stereocrafter is not None:
+            inpaint_stage = InpaintStage(
+                lambda: _load_stage(stereocrafter, _INPAINT_WORKING_BYTES),
+                InpaintSettings(steps=inpaint_steps),
+                seed,
+                stereocrafter.model_id,
+            )
+        output, subfolder = output_path(filename_prefix, source, layout)
+        passes = 2 if depth_stage is not None else 1
+        report = comfy_runtime.progress_reporter(_PROGRESS_RESOLUTION)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            passes_done = 1 if stage == "stereo" and passes == 2 else 0
+            fraction = (passes_done + done / max(total, 1)) / passes
+            report(round(fraction * _PROGRESS_RESOLUTION), _PROGRESS_RESOLUTION)
+
+        convert_video(
+            source,
+            output,
+            depth,
+            settings,
+            depth_model=depth_stage,
+            inpaint=inpaint_stage,
+            device=comfy_runtime.compute_device(),
+            on_progress=on_progress,
+            interrupt=model_management.throw_exception_if_processing_interrupted,
+        )
+        saved = ui.SavedResult(output.name, subfolder, io.FolderType.output)
+        return io.NodeOutput(str(output), ui=ui.PreviewVideo([saved]))
