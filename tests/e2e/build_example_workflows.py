@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from browser import comfy_frontend  # noqa: E402
+from browser import VIEWPORT, ComfyPage, comfy_frontend  # noqa: E402
 from comfy_harness import REPO_ROOT, ComfyServer  # noqa: E402
 from media import make_depth_clip, make_source_clip  # noqa: E402
 from model_dirs import install_tiny_models  # noqa: E402
@@ -33,8 +33,8 @@ NOTE = (
     "StereoCrafter3D: 2D video + depth video -> {what}.\n\n"
     "1. Put your video in ComfyUI/input/ as input_video.mp4 (or pick it in the first Load Video; the "
     "upload button works too).\n"
-    "2. Put a depth video of it (same frame count; near = bright, e.g. from DepthCrafter or Video Depth "
-    "Anything) in input/ as input_depth.mp4. A MASK or a different size works too.\n"
+    "2. Put a depth video of it (same frame count; near = bright, e.g. from depth_only (DepthCrafter) or "
+    "Video Depth Anything) in input/ as input_depth.mp4. A MASK or a different size works too.\n"
     "3. Run. The result is saved to output/video/. max_disparity sets the depth strength; "
     "convergence sets what sits on the screen plane.\n"
     "Audio and fps are taken from your video."
@@ -48,7 +48,36 @@ DEPTH_NOTE = (
     "2. Put your video in ComfyUI/input/ as input_video.mp4 (or pick it in Load Video).\n"
     "3. Run. The result is saved to output/video/. VideoDepth has StereoCrafter's settings (8 steps, "
     "window 70, overlap 25, max_res 1024); lower max_res to 512 for speed.\n"
-    "The right eye keeps ForwardSplat's black holes: see inpaint_to_sbs for StereoCrafter's inpainting."
+    "The right eye keeps ForwardSplat's black holes: full_pipeline fills them with StereoCrafter's inpainting."
+)
+
+DEPTH_ONLY_NOTE = (
+    "StereoCrafter3D: 2D video -> DepthCrafter -> depth video (grey, near = bright), to make once and reuse.\n\n"
+    "1. Models (non-commercial licences): tencent/DepthCrafter in models/depthcrafter/DepthCrafter/ and "
+    "stabilityai/stable-video-diffusion-img2vid-xt-1-1 (gated: accept its licence) in models/diffusers/"
+    "stable-video-diffusion-img2vid-xt-1-1/, or turn on download_missing in LoadDepthCrafter.\n"
+    "2. Put your video in ComfyUI/input/ as input_video.mp4 (or pick it in Load Video).\n"
+    "3. Run. The depth is saved as output/video/depth_*.mp4: same frame count, size and fps as your video (and "
+    "its audio). Copy it to input/ as input_depth.mp4 for sbs_from_your_depth, anaglyph_from_your_depth or "
+    "inpaint_to_sbs, and try other max_disparity / convergence values without computing the depth again.\n"
+    "VideoDepth has StereoCrafter's settings (8 steps, window 70, overlap 25, max_res 1024); max_res 512 is "
+    "about 4x faster."
+)
+
+FULL_NOTE = (
+    "StereoCrafter3D, the whole conversion: 2D video -> DepthCrafter depth -> ForwardSplat right eye -> "
+    "StereoCrafter inpainting -> full side-by-side AND red-cyan anaglyph 3D videos.\n\n"
+    "1. Models (non-commercial licences): tencent/DepthCrafter in models/depthcrafter/DepthCrafter/, "
+    "TencentARC/StereoCrafter in models/stereocrafter/StereoCrafter/ (unet_diffusers/ inside) and "
+    "stabilityai/stable-video-diffusion-img2vid-xt-1-1 (gated: accept its licence) in models/diffusers/"
+    "stable-video-diffusion-img2vid-xt-1-1/, or turn on download_missing in both loaders.\n"
+    "2. Put your video in ComfyUI/input/ as input_video.mp4 (or pick it in Load Video; the upload button "
+    "works too). Load Video decodes it all into memory: trim long videos first.\n"
+    "3. Run. output/video/ gets stereo_full_sbs_*.mp4 and stereo_full_anaglyph_*.mp4, with your video's "
+    "audio and frame rate. Delete the output you do not need (Ctrl+B bypasses a node).\n"
+    "Depth is the slow part: depth_only saves it once, then inpaint_to_sbs / sbs_from_your_depth reuse it. "
+    "max_disparity (ForwardSplat) sets the depth strength, convergence what sits on the screen plane; "
+    "VideoDepth max_res 512 is about 4x faster; layout (ComposeSBS) has half SBS for 3D TVs."
 )
 
 INPAINT_NOTE = (
@@ -57,7 +86,7 @@ INPAINT_NOTE = (
     "(unet_diffusers/ inside) and stabilityai/stable-video-diffusion-img2vid-xt-1-1 (gated: accept its "
     "licence) in models/diffusers/stable-video-diffusion-img2vid-xt-1-1/, or turn on download_missing.\n"
     "2. Put your video in ComfyUI/input/ as input_video.mp4 and its depth video (same frame count, "
-    "near = bright; e.g. from depth_to_sbs's VideoDepth) as input_depth.mp4.\n"
+    "near = bright; e.g. made by depth_only) as input_depth.mp4. full_pipeline does it all in one run.\n"
     "3. Run. StereoInpaint fills the holes ForwardSplat leaves behind near objects; the result is saved "
     "to output/video/."
 )
@@ -97,16 +126,23 @@ LOADER_WIDGETS = {"svd": "stable-video-diffusion-img2vid-xt-1-1", "precision": "
 
 
 def _output_nodes(
-    x: int, compose: str, compose_widgets: dict[str, Any], prefix: str, stacked: bool = False
+    x: int,
+    compose: str,
+    compose_widgets: dict[str, Any],
+    prefix: str,
+    stacked: bool = False,
+    y: int = 280,
+    key: str = "",
 ) -> list[tuple]:
     """Compose → Create Video → Save Video from ``x``: in a row, or ``stacked`` in one column (a narrower graph,
-    so Fit View stays above the zoom where the frontend stops drawing node text: the thumbnail shows it)."""
-    create_pos, save_pos = ([x, 420], [x, 560]) if stacked else ([x + 340, 280], [x + 640, 280])
+    so Fit View stays above the zoom where the frontend stops drawing node text: the thumbnail shows it).
+    ``key`` is appended to the node keys (for a second output branch)."""
+    create_pos, save_pos = ([x, y + 140], [x, y + 280]) if stacked else ([x + 340, y], [x + 640, y])
     return [
-        ("compose", compose, [x, 280], [300, 110], compose_widgets, None),
-        ("create", "CreateVideo", create_pos, [260, 100], {"fps": 30.0}, None),
+        ("compose" + key, compose, [x, y], [300, 110], compose_widgets, None),
+        ("create" + key, "CreateVideo", create_pos, [260, 100], {"fps": 30.0}, None),
         (
-            "save",
+            "save" + key,
             "SaveVideo",
             save_pos,
             [380, 420],
@@ -116,13 +152,43 @@ def _output_nodes(
     ]
 
 
-OUTPUT_LINKS = [
-    ("compose", 0, "create", "images"),
-    ("video_parts", 2, "create", "fps"),
-    ("video_parts", 1, "create", "audio"),
-    ("create", 0, "save", "video"),
-]
+def _output_links(key: str = "", images: tuple[str, int] | None = None) -> list[tuple]:
+    """``images`` (default: the compose node's) → Create Video, with the source's fps and audio from Get Video
+    Components → Save Video."""
+    images = images or ("compose" + key, 0)
+    return [
+        (*images, "create" + key, "images"),
+        ("video_parts", 2, "create" + key, "fps"),
+        ("video_parts", 1, "create" + key, "audio"),
+        ("create" + key, 0, "save" + key, "video"),
+    ]
+
+
 SBS_WIDGETS = {"layout": "full SBS", "resize_filter": "bicubic"}
+ANAGLYPH_WIDGETS = {"method": "dubois"}
+
+
+def load_depthcrafter(pos: list[int]) -> tuple:
+    """LoadDepthCrafter with the real models' folder names (what model_dirs.py installs for the tests too)."""
+    return (
+        "load_depthcrafter",
+        "SC3D_LoadDepthCrafter",
+        pos,
+        [320, 160],
+        {"depthcrafter": "DepthCrafter", **LOADER_WIDGETS},
+        None,
+    )
+
+
+def load_stereocrafter(pos: list[int]) -> tuple:
+    return (
+        "load_stereocrafter",
+        "SC3D_LoadStereoCrafter",
+        pos,
+        [320, 160],
+        {"stereocrafter": "StereoCrafter", **LOADER_WIDGETS},
+        None,
+    )
 
 
 def workflow_spec(name: str) -> dict[str, Any]:
@@ -131,12 +197,13 @@ def workflow_spec(name: str) -> dict[str, Any]:
     depth = ("depth", "LoadVideo", [40, 650], [320, 330], {"file": "input_depth.mp4"}, "Load Video (its depth)")
     video_parts = ("video_parts", "GetVideoComponents", [400, 280], [240, 90], {}, None)
     depth_parts = ("depth_parts", "GetVideoComponents", [400, 650], [240, 90], {}, None)
+    groups: list[tuple] = []  # (title, [x, y, w, h], colour)
     if name in ("sbs_from_your_depth", "anaglyph_from_your_depth"):
         if name == "sbs_from_your_depth":
             compose, compose_widgets = "SC3D_ComposeSBS", SBS_WIDGETS
             prefix, what = "video/stereo_sbs", "full side-by-side 3D video"
         else:
-            compose, compose_widgets = "SC3D_ComposeAnaglyph", {"method": "dubois"}
+            compose, compose_widgets = "SC3D_ComposeAnaglyph", ANAGLYPH_WIDGETS
             prefix, what = "video/stereo_anaglyph", "red-cyan anaglyph video"
         nodes = [
             ("note", "Note", [40, 40], [660, 200], {"text": NOTE.format(what=what)}, "Read me"),
@@ -154,20 +221,14 @@ def workflow_spec(name: str) -> dict[str, Any]:
             ("depth_parts", 0, "splat", "depth"),
             ("video_parts", 0, "compose", "left"),
             ("splat", 0, "compose", "right"),
+            *_output_links(),
         ]
     elif name == "depth_to_sbs":
         nodes = [
             ("note", "Note", [40, 40], [700, 200], {"text": DEPTH_NOTE}, "Read me"),
             video,
             video_parts,
-            (
-                "load_depthcrafter",
-                "SC3D_LoadDepthCrafter",
-                [400, 430],
-                [320, 160],
-                {"depthcrafter": "DepthCrafter", **LOADER_WIDGETS},
-                None,
-            ),
+            load_depthcrafter([400, 430]),
             ("video_depth", "SC3D_VideoDepth", [760, 400], [300, 260], VIDEO_DEPTH_WIDGETS, None),
             ("splat", "SC3D_ForwardSplat", [1100, 400], [320, 260], SPLAT_WIDGETS, None),
             *_output_nodes(1460, "SC3D_ComposeSBS", SBS_WIDGETS, "video/stereo_depthcrafter_sbs", stacked=True),
@@ -180,6 +241,7 @@ def workflow_spec(name: str) -> dict[str, Any]:
             ("video_depth", 0, "splat", "depth"),
             ("video_parts", 0, "compose", "left"),
             ("splat", 0, "compose", "right"),
+            *_output_links(),
         ]
     elif name == "inpaint_to_sbs":
         nodes = [
@@ -189,14 +251,7 @@ def workflow_spec(name: str) -> dict[str, Any]:
             video_parts,
             depth_parts,
             ("splat", "SC3D_ForwardSplat", [690, 560], [320, 260], SPLAT_WIDGETS, None),
-            (
-                "load_stereocrafter",
-                "SC3D_LoadStereoCrafter",
-                [690, 330],
-                [320, 160],
-                {"stereocrafter": "StereoCrafter", **LOADER_WIDGETS},
-                None,
-            ),
+            load_stereocrafter([690, 330]),
             ("inpaint", "SC3D_StereoInpaint", [1050, 420], [300, 330], STEREO_INPAINT_WIDGETS, None),
             *_output_nodes(1390, "SC3D_ComposeSBS", SBS_WIDGETS, "video/stereo_inpainted_sbs", stacked=True),
         ]
@@ -210,19 +265,102 @@ def workflow_spec(name: str) -> dict[str, Any]:
             ("splat", 1, "inpaint", "occlusion"),
             ("video_parts", 0, "compose", "left"),
             ("inpaint", 0, "compose", "right"),
+            *_output_links(),
+        ]
+    elif name == "depth_only":
+        nodes = [
+            ("note", "Note", [40, 40], [700, 200], {"text": DEPTH_ONLY_NOTE}, "Read me"),
+            video,
+            video_parts,
+            load_depthcrafter([400, 430]),
+            ("video_depth", "SC3D_VideoDepth", [760, 280], [300, 260], VIDEO_DEPTH_WIDGETS, None),
+            ("create", "CreateVideo", [1100, 280], [260, 100], {"fps": 30.0}, None),
+            (
+                "save",
+                "SaveVideo",
+                [1100, 420],
+                [380, 420],
+                {"filename_prefix": "video/depth", "format": "auto", "codec": "auto"},
+                None,
+            ),
+        ]
+        links = [
+            ("video", 0, "video_parts", "video"),
+            ("load_depthcrafter", 0, "video_depth", "depthcrafter"),
+            ("video_parts", 0, "video_depth", "images"),
+            *_output_links(images=("video_depth", 0)),
+        ]
+    elif name == "full_pipeline":
+        # Two rows, so that Fit View stays above the zoom where the frontend stops drawing node text: the read-me
+        # and your video | the depth | the right eye on top, the two 3D videos below.
+        def output(x: int, key: str, compose: str, widgets: dict[str, Any], prefix: str) -> list[tuple]:
+            save = {"filename_prefix": prefix, "format": "auto", "codec": "auto"}
+            return [
+                ("compose" + key, compose, [x, 720], [300, 110], widgets, None),
+                ("create" + key, "CreateVideo", [x, 870], [300, 100], {"fps": 30.0}, None),
+                ("save" + key, "SaveVideo", [x + 320, 720], [300, 420], save, None),
+            ]
+
+        nodes = [
+            ("note", "Note", [40, 50], [600, 230], {"text": FULL_NOTE}, "Read me"),
+            (*video[:2], [40, 400], *video[3:]),
+            (*video_parts[:2], [400, 400], *video_parts[3:]),
+            load_depthcrafter([700, 110]),
+            ("video_depth", "SC3D_VideoDepth", [700, 330], [320, 260], VIDEO_DEPTH_WIDGETS, None),
+            ("splat", "SC3D_ForwardSplat", [1080, 110], [320, 260], SPLAT_WIDGETS, None),
+            load_stereocrafter([1080, 430]),
+            ("inpaint", "SC3D_StereoInpaint", [1440, 110], [320, 330], STEREO_INPAINT_WIDGETS, None),
+            *output(700, "_sbs", "SC3D_ComposeSBS", SBS_WIDGETS, "video/stereo_full_sbs"),
+            *output(1340, "_anaglyph", "SC3D_ComposeAnaglyph", ANAGLYPH_WIDGETS, "video/stereo_full_anaglyph"),
+        ]
+        links = [
+            ("video", 0, "video_parts", "video"),
+            ("load_depthcrafter", 0, "video_depth", "depthcrafter"),
+            ("video_parts", 0, "video_depth", "images"),
+            ("video_parts", 0, "splat", "images"),
+            ("video_depth", 0, "splat", "depth"),
+            ("load_stereocrafter", 0, "inpaint", "stereocrafter"),
+            ("splat", 0, "inpaint", "right"),
+            ("splat", 1, "inpaint", "occlusion"),
+            ("video_parts", 0, "compose_sbs", "left"),
+            ("inpaint", 0, "compose_sbs", "right"),
+            ("video_parts", 0, "compose_anaglyph", "left"),
+            ("inpaint", 0, "compose_anaglyph", "right"),
+            *_output_links("_sbs"),
+            *_output_links("_anaglyph"),
+        ]
+        groups = [  # [x, y, w, h], title bar included
+            ("1. Your video (frames, audio, fps)", [20, 330, 640, 440], "#3f789e"),
+            ("2. Depth: DepthCrafter", [680, 20, 360, 590], "#8A8"),
+            ("3. Right eye: ForwardSplat, StereoCrafter fills the holes", [1060, 20, 720, 590], "#b58b2a"),
+            ("4. 3D videos: full side-by-side and red-cyan anaglyph", [680, 640, 1300, 520], "#88A"),
         ]
     else:
         raise ValueError(f"unknown example {name!r}; known: {EXAMPLES}")
-    return {"nodes": nodes, "links": [*links, *OUTPUT_LINKS]}
+    return {"nodes": nodes, "links": links, "groups": groups}
 
 
 # name -> input videos its Load Video nodes show once run (for the thumbnail's previews)
-EXAMPLES = {"sbs_from_your_depth": 2, "anaglyph_from_your_depth": 2, "depth_to_sbs": 1, "inpaint_to_sbs": 2}
+EXAMPLES = {
+    "sbs_from_your_depth": 2,
+    "anaglyph_from_your_depth": 2,
+    "depth_to_sbs": 1,
+    "inpaint_to_sbs": 2,
+    "depth_only": 1,
+    "full_pipeline": 1,
+}
 
 
 BUILD_JS = """
 (spec) => {
   app.graph.clear();
+  for (const [title, bounding, color] of spec.groups) {
+    const group = new window.LGraphGroup(title);
+    group.pos = bounding.slice(0, 2);
+    group.size = bounding.slice(2);
+    group.color = color;
+    app.graph.add(group);
+  }
   const made = {};
   for (const [key, type, pos, size, widgets, title] of spec.nodes) {
     const node = LiteGraph.createNode(type);
@@ -251,6 +389,24 @@ BUILD_JS = """
 """
 
 
+def thumbnail_bounds(ui: ComfyPage, margin: int) -> dict[str, float]:
+    """browser.graph_bounds, grown to take in the groups (their title bars are above the nodes')."""
+    box = ui.graph_bounds(margin=margin)
+    groups = ui.page.evaluate(
+        """() => {
+          const ds = app.canvas.ds, rect = app.canvas.canvas.getBoundingClientRect();
+          return app.graph._groups.map(g => { const [x, y, w, h] = g._bounding;
+            return [rect.left + (x + ds.offset[0]) * ds.scale, rect.top + (y + ds.offset[1]) * ds.scale,
+                    rect.left + (x + w + ds.offset[0]) * ds.scale, rect.top + (y + h + ds.offset[1]) * ds.scale]; });
+        }"""
+    )
+    x0, y0, x1, y1 = box["x"], box["y"], box["x"] + box["width"], box["y"] + box["height"]
+    for gx0, gy0, gx1, gy1 in groups:
+        x0, y0 = max(0, min(x0, gx0 - margin)), max(0, min(y0, gy0 - margin))
+        x1, y1 = min(VIEWPORT["width"], max(x1, gx1 + margin)), min(VIEWPORT["height"], max(y1, gy1 + margin))
+    return {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0}
+
+
 def build(url: str, out_dir: Path, names: list[str]) -> list[Path]:
     written = []
     with tempfile.TemporaryDirectory() as profile, comfy_frontend(url, Path(profile)) as ui:
@@ -271,11 +427,12 @@ def build(url: str, out_dir: Path, names: list[str]) -> list[Path]:
             path = out_dir / f"{name}.json"
             path.write_text(json.dumps(workflow, indent=2) + "\n")
             # Run it from the frontend so the thumbnail shows the result in the Save Video node.
-            ui.queue_and_wait("SaveVideo")
+            outputs = ui.queue_and_wait("SaveVideo")
             ui.wait_for_videos("type=input", EXAMPLES[name])
-            ui.wait_for_videos("type=output", 1)
+            for output in outputs:  # by file name: the previous example's previews may still be in the page
+                ui.wait_for_videos(output["images"][0]["filename"], 1)
             shot = Path(profile) / f"{name}.png"
-            ui.screenshot(shot, clip=ui.graph_bounds(margin=24))
+            ui.screenshot(shot, clip=thumbnail_bounds(ui, margin=24))
             img = Image.open(shot).convert("RGB")
             img = img.resize((THUMBNAIL_WIDTH, round(img.height * THUMBNAIL_WIDTH / img.width)), Image.LANCZOS)
             img.save(path.with_suffix(".jpg"), quality=88)
@@ -308,7 +465,11 @@ def main() -> None:
             with server:
                 make_source_clip(server.input_dir / "input_video.mp4", tone_hz=440.0)
                 make_depth_clip(server.input_dir / "input_depth.mp4", style="ramp")
-                written = build(server.url, args.out, names)
+                try:
+                    written = build(server.url, args.out, names)
+                except Exception:
+                    print(f"ComfyUI server log (tail):\n{server.log_tail(80)}", file=sys.stderr)
+                    raise
     for path in written:
         print(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)
 

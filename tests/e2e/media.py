@@ -19,7 +19,12 @@ class Video:
     frames: np.ndarray  # [N, H, W, 3] uint8
     fps: Fraction
     audio_streams: int
-    audio_samples: int
+    audio_samples: int  # decoded from the first audio stream, per channel
+    audio_rate: int = 0  # its sample rate (Hz)
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.audio_samples / self.audio_rate if self.audio_rate else 0.0
 
 
 def read_video(path: Path, max_frames: int | None = None) -> Video:
@@ -34,12 +39,13 @@ def read_video(path: Path, max_frames: int | None = None) -> Video:
             if max_frames is not None and len(frames) >= max_frames:
                 break
         n_audio = len(container.streams.audio)
-        samples = 0
+        samples = rate = 0
         if n_audio:
+            rate = container.streams.audio[0].sample_rate or 0
             container.seek(0)
             for frame in container.decode(audio=0):
                 samples += frame.samples
-    return Video(np.stack(frames), fps, n_audio, samples)
+    return Video(np.stack(frames), fps, n_audio, samples, rate)
 
 
 def _encode(path: Path, frames: np.ndarray, fps: int, tone_hz: float | None = None) -> None:

@@ -22,6 +22,7 @@ PACK_NODES = {
     "SC3D_StereoInpaint": "StereoInpaint",
     "SC3D_ComposeSBS": "ComposeSBS",
     "SC3D_ComposeAnaglyph": "ComposeAnaglyph",
+    "SC3D_ConvertVideoTo3D": "Convert Video to 3D (streaming)",
 }
 
 
