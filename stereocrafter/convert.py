@@ -446,7 +446,7 @@ class _StereoPass:
         info = self.info
         stream = InpaintStream(
             stage.load(), info.frame_count, info.height, info.width, stage.settings, stage.seed,
-            interrupt=interrupt, state=state,
+            progress=lambda step: report.fraction("stereo", step.fraction), interrupt=interrupt, state=state,
         )  # fmt: skip
         if stream.frames_out != self.done:
             raise ValueError(f"the inpainting state in {self.work_dir} does not match its segments; delete the folder.")
@@ -461,8 +461,8 @@ class _StereoPass:
     ) -> int:
         """Encode the segments not yet in ``progress``; returns the total frames converted."""
         report("stereo", self.done)
-        if self.progress["chunks"] and inpaint is not None and not self.progress["chunks"][-1]["state"]:
-            return self.done  # the inpainting's last segment is written: nothing left
+        if self.progress["chunks"] and self.done >= self.info.frame_count:
+            return self.done  # killed between the last segment and the mux: nothing left to compute
         stream = self._inpaint_stream(inpaint, report, interrupt) if inpaint is not None else None
         pending_left: list[torch.Tensor] = []
         frames_iter = read_frames(self.info.path, self.settings.chunk_frames, start=self.done)

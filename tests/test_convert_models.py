@@ -91,7 +91,14 @@ def test_depth_windows_carry_across_chunks(models, source, tmp_path, one_torch_t
     """The depth written chunk by chunk equals DepthCrafter run over the whole clip at once (up to 16-bit storage)."""
     depth_stage, _ = _stages(models)
     depth_out = tmp_path / "depth.mkv"
-    convert_video(source, tmp_path / "out.mp4", None, SETTINGS, depth_model=depth_stage, save_depth=depth_out)
+    reports: list[tuple[str, int, int]] = []
+    convert_video(source, tmp_path / "out.mp4", None, SETTINGS, depth_model=depth_stage, save_depth=depth_out,
+                  on_progress=lambda *report: reports.append(report))  # fmt: skip
+    for stage in ("depth", "stereo"):
+        done = [d for s, d, total in reports if s == stage and total == FRAMES]
+        assert done == sorted(done) and done[0] == 0 and done[-1] == FRAMES, (stage, done)
+    # The depth pass moves with DepthCrafter's steps, not only when frames come out (4 windows x 2 steps here).
+    assert len({d for s, d, _ in reports if s == "depth"}) >= 6, reports
     frames = torch.cat(list(read_frames(source, 64)))
     whole = torch.cat(list(depth_stage.load().stream([frames], FRAMES, DEPTH)))
     stored = torch.cat(list(read_depth_file(depth_out, 64)))
