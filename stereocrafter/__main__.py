@@ -16,19 +16,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .convert import OUTPUT_LAYOUTS, ConvertSettings, DepthStage, InpaintStage, ProgressFn, convert_video
-from .depth_pipeline import DepthSettings, VideoDepthPipeline
-from .depthcrafter_unet import load_depthcrafter_unet
-from .inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
-from .inpaint_unet import load_inpaint_unet
 from .model_files import ModelFilesError
 from .model_sources import DEPTHCRAFTER, STEREOCRAFTER, SVD, ModelSource, default_models_root, find_model_dir
 from .stereo_warp import WarpSettings
-from .svd_components import load_svd_components
 from .video_io import VideoReadError
+
+if TYPE_CHECKING:
+    from .depth_pipeline import VideoDepthPipeline
+    from .inpaint_pipeline import StereoInpaintPipeline
 
 logger = logging.getLogger("stereocrafter")
 
@@ -141,7 +141,16 @@ def _model_dir(args: argparse.Namespace, source: ModelSource, name: str | None) 
 
 
 def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage | None]:
-    """The model stages the arguments ask for; their folders are checked now, weights load when a pass starts."""
+    """The model stages the arguments ask for; their folders are checked now, weights load when a pass starts.
+
+    The model modules are imported here, not at the top: they import diffusers (~0.3 GB of RAM), which a
+    conversion with --depth and --no-inpaint never needs."""
+    from .depth_pipeline import DepthSettings, VideoDepthPipeline
+    from .depthcrafter_unet import load_depthcrafter_unet
+    from .inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
+    from .inpaint_unet import load_inpaint_unet
+    from .svd_components import load_svd_components
+
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = args.precision if args.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
     dtype = PRECISIONS[precision]

@@ -28,22 +28,24 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from .anaglyph import ANAGLYPH_METHODS, AnaglyphMethod, make_anaglyph
 from .depth_file import DepthFileWriter, read_depth_file
-from .depth_pipeline import DepthSettings, VideoDepthPipeline
 from .disparity import DISPARITY_UNITS, depth_bounds
-from .inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
-from .inpaint_stream import InpaintStream
 from .packing import LAYOUT_SUFFIXES, LAYOUTS, RESIZE_FILTERS, Layout, ResizeFilter, pack_stereo
 from .stereo_warp import WarpSettings, warp_to_right_eye
 from .video_io import CODECS, Codec, SegmentWriter, VideoInfo, mux_segments, output_format, probe_video, read_frames
+
+if TYPE_CHECKING:  # the model modules import diffusers (~0.3 GB of RAM), which a model-free conversion never needs
+    from .depth_pipeline import DepthSettings, VideoDepthPipeline
+    from .inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
+    from .inpaint_stream import InpaintStream
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,9 @@ OUTPUT_LAYOUTS: tuple[OutputLayout, ...] = (*LAYOUTS, "anaglyph")
 #: File-name suffixes for ``-o DIRECTORY``: the packing ones plus the anaglyph.
 OUTPUT_SUFFIXES: dict[OutputLayout, str] = {**LAYOUT_SUFFIXES, "anaglyph": "_anaglyph"}
 PROGRESS_VERSION = 2
+#: Frames per splat call: the PyTorch splat needs ~110 B of temporaries per pixel, so a whole 16-frame 720p chunk
+#: at once would cost ~1.6 GB of RAM on the CPU; 4 frames keep it under 0.5 GB at the same speed.
+SPLAT_BATCH = 4
 DEPTH_FILE = "depth.mkv"
 
 #: on_progress(stage, frames done, total frames); stage is "depth" (estimation pass) or "stereo".
@@ -99,7 +104,7 @@ class DepthStage:
     it), and the pipeline is released before the stereo pass. ``model_id`` names the weights in the job record."""
 
     load: Callable[[], VideoDepthPipeline]
-    settings: DepthSettings = field(default_factory=DepthSettings)
+    settings: DepthSettings
     model_id: str = "DepthCrafter"
 
 
@@ -109,7 +114,7 @@ class InpaintStage:
     pass starts. ``model_id`` names the weights in the job record."""
 
     load: Callable[[], StereoInpaintPipeline]
-    settings: InpaintSettings = InpaintSettings()
+    settings: InpaintSettings
     seed: int = 0
     model_id: str = "StereoCrafter"
 
@@ -230,7 +235,8 @@ def splat_chunk(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Right view [n, H, W, 3] and occlusion [n, H, W] (float32, CPU) of one chunk, depth ([n, H, W] or
     [n, H, W, C]) normalised with the clip's fixed ``bounds``."""
-    result = warp_to_right_eye(left, depth, settings.warp, device=device, batch_size=left.shape[0], depth_range=bounds)
+    batch = min(left.shape[0], SPLAT_BATCH)
+    result = warp_to_right_eye(left, depth, settings.warp, device=device, batch_size=batch, depth_range=bounds)
     return result.right, result.occlusion
 
 
@@ -367,6 +373,8 @@ def _estimate_depth(
 ) -> tuple[float, float]:
     """Run DepthCrafter over the whole input, streaming its raw depth into a lossless file; returns the file's
     (min, max)."""
+    from .depth_pipeline import VideoDepthPipeline
+
     report("depth", 0)
     pipeline = stage.load()
     tmp = path.with_name("depth.tmp.mkv")
@@ -439,6 +447,8 @@ class _StereoPass:
     def _inpaint_stream(
         self, stage: InpaintStage, report: _Progress, interrupt: Callable[[], None] | None
     ) -> InpaintStream:
+        from .inpaint_stream import InpaintStream
+
         chunks = self.progress["chunks"]
         state = None
         if chunks and chunks[-1]["state"]:
@@ -479,11 +489,12 @@ class _StereoPass:
             right, occlusion = splat_chunk(left, depth, self.settings, self.bounds, self.device)
             if stream is None:
                 self._emit(left, right, None, report, on_chunk_done)
-                continue
-            pending_left.append(left)
-            right = stream.push(right, occlusion)
-            if right.shape[0]:
-                self._emit(_take(pending_left, right.shape[0]), right, stream.state_dict(), report, on_chunk_done)
+            else:
+                pending_left.append(left)
+                right = stream.push(right, occlusion)
+                if right.shape[0]:
+                    self._emit(_take(pending_left, right.shape[0]), right, stream.state_dict(), report, on_chunk_done)
+            del left, depth, right, occlusion  # free this chunk before the next one is decoded
         if stream is not None:
             right = stream.finish()
             if right.shape[0]:

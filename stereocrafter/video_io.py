@@ -86,17 +86,23 @@ def _bit_depth(stream: av.video.stream.VideoStream) -> int:
 
 
 def _count_packets(path: Path) -> tuple[int, bool]:
-    """(video packet count, whether the frame durations vary) by demuxing only."""
+    """(video packet count, whether the frame durations or timestamp steps vary) by demuxing only."""
     with _open(path) as container:
         stream = _video_stream(container, path)
-        count, durations = 0, set()
+        count, durations, stamps = 0, set(), []
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue  # the demuxer's final empty flush packet
             count += 1
             if packet.duration:
                 durations.add(packet.duration)
-        return count, len(durations) > 1
+            if packet.pts is not None:
+                stamps.append(packet.pts)
+    # Matroska gives every packet the stream's default duration, so only the timestamps show a variable rate;
+    # steps may differ by one tick of rounding (29.97 fps in milliseconds: 33, 33, 34) at a constant rate.
+    steps = np.diff(np.sort(np.asarray(stamps, dtype=np.int64)))
+    uneven = steps.size > 1 and int(steps.max() - steps.min()) > 1 + 0.01 * float(steps.mean())
+    return count, len(durations) > 1 or uneven
 
 
 def probe_video(path: Path | str) -> VideoInfo:
@@ -208,14 +214,15 @@ class SegmentWriter:
 
     def write(self, frames: torch.Tensor) -> None:
         """Encode [n, H, W, 3] float 0..1 frames."""
-        frames = pad_to_even(frames.clamp(0.0, 1.0))
-        if self.ten_bit:
-            pixels = (frames * 65535.0 + 0.5).to(torch.int32).to(torch.uint16).numpy()
-            fmt = "rgb48le"
-        else:
-            pixels = (frames * 255.0 + 0.5).to(torch.uint8).numpy()
-            fmt = "rgb24"
-        for image in pixels:
+        # One frame at a time: the float copies of a whole chunk (clamp, scale) cost ~0.8 GB at 16 × 2560×720.
+        for single in frames.split(1):
+            single = pad_to_even(single.clamp(0.0, 1.0))
+            if self.ten_bit:
+                image = (single[0] * 65535.0 + 0.5).to(torch.int32).to(torch.uint16).numpy()
+                fmt = "rgb48le"
+            else:
+                image = (single[0] * 255.0 + 0.5).to(torch.uint8).numpy()
+                fmt = "rgb24"
             frame = av.VideoFrame.from_ndarray(image, format=fmt)
             frame.pts = self.frames_written
             self.container.mux(self.stream.encode(frame))
