@@ -11,7 +11,7 @@ from ..stereocrafter.depthcrafter_unet import load_depthcrafter_unet
 from ..stereocrafter.model_sources import DEPTHCRAFTER, SVD
 from ..stereocrafter.svd_components import load_svd_components
 from . import comfy_runtime
-from .loader_inputs import model_folder_input, shared_loader_inputs
+from .loader_inputs import compile_wanted, model_folder_input, shared_loader_inputs
 from .managed_model import ManagedPipeline, choose_dtype
 from .model_folders import resolve_model_dir
 
@@ -46,7 +46,9 @@ class LoadDepthCrafter(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, depthcrafter: str, svd: str, precision: str, download_missing: bool) -> io.NodeOutput:
+    def execute(
+        cls, depthcrafter: str, svd: str, precision: str, download_missing: bool, compile: bool = False
+    ) -> io.NodeOutput:
         dtype = choose_dtype(precision)
         unet_dir = resolve_model_dir(DEPTHCRAFTER, depthcrafter, download_missing)
         svd_dir = resolve_model_dir(SVD, svd, download_missing)
@@ -54,7 +56,14 @@ class LoadDepthCrafter(io.ComfyNode):
         components = load_svd_components(svd_dir, dtype)
         offload = model_management.unet_offload_device()
         # Feed-forwards in row chunks: the same math, 4 GiB less UNet memory at 1024x576 (bench/README.md).
-        pipeline = VideoDepthPipeline(unet, components, device=offload, dtype=dtype, ff_chunk_rows=_FF_CHUNK_ROWS)
+        pipeline = VideoDepthPipeline(
+            unet,
+            components,
+            device=offload,
+            dtype=dtype,
+            ff_chunk_rows=_FF_CHUNK_ROWS,
+            compile=compile_wanted(compile, "LoadDepthCrafter"),
+        )
         modules = {"unet": unet, "vae": components.vae, "image_encoder": components.image_encoder}
         model_id = f"{unet_dir.resolve()} {svd_dir.resolve()} {dtype}"
         return io.NodeOutput(ManagedPipeline.wrap(pipeline, modules, dtype, model_id))

@@ -18,7 +18,7 @@ from ..stereocrafter.inpaint_unet import load_inpaint_unet
 from ..stereocrafter.model_sources import STEREOCRAFTER, SVD
 from ..stereocrafter.svd_components import load_svd_components
 from . import comfy_runtime
-from .loader_inputs import model_folder_input, shared_loader_inputs
+from .loader_inputs import compile_wanted, model_folder_input, shared_loader_inputs
 from .managed_model import ManagedPipeline, choose_dtype
 from .model_folders import resolve_model_dir
 
@@ -56,7 +56,9 @@ class LoadStereoCrafter(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, stereocrafter: str, svd: str, precision: str, download_missing: bool) -> io.NodeOutput:
+    def execute(
+        cls, stereocrafter: str, svd: str, precision: str, download_missing: bool, compile: bool = False
+    ) -> io.NodeOutput:
         dtype = choose_dtype(precision)
         unet_dir = resolve_model_dir(STEREOCRAFTER, stereocrafter, download_missing)
         svd_dir = resolve_model_dir(SVD, svd, download_missing)
@@ -64,6 +66,8 @@ class LoadStereoCrafter(io.ComfyNode):
         components = load_svd_components(svd_dir, dtype)
         pipeline = StereoInpaintPipeline.from_components(components, unet)
         pipeline.to(model_management.unet_offload_device())
+        if compile_wanted(compile, "LoadStereoCrafter"):
+            pipeline.compile()
         modules = {"unet": unet, "vae": components.vae, "image_encoder": components.image_encoder}
         model_id = f"{unet_dir.resolve()} {svd_dir.resolve()} {dtype}"
         return io.NodeOutput(ManagedPipeline.wrap(pipeline, modules, dtype, model_id))

@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
                        help="model dtype (auto: fp16 on a GPU, fp32 on the CPU)")  # fmt: skip
     group.add_argument("--seed", type=int, default=42, help="noise seed of both models (default 42)")
+    group.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile both models (CUDA only): faster on long videos, the first chunks compile for minutes, "
+        "output differs by fp16 rounding only",
+    )
     group = parser.add_argument_group("output")
     group.add_argument("--codec", default="h264", choices=["h264", "h265"])
     group.add_argument("--crf", type=int, default=18, help="quality, 0..51, lower is better (default 18)")
@@ -154,6 +160,9 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = args.precision if args.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
     dtype = PRECISIONS[precision]
+    compile_models = args.compile and device.type == "cuda"
+    if args.compile and not compile_models:
+        logger.warning("--compile needs CUDA (the device is %s): ignored.", device)
     svd_dir = None
     if args.depth is None or not args.no_inpaint:
         svd_dir = _model_dir(args, SVD, args.svd)
@@ -166,7 +175,9 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
         def load_depth() -> VideoDepthPipeline:
             unet = load_depthcrafter_unet(depth_dir, dtype)
             components = load_svd_components(svd_dir, dtype)
-            return VideoDepthPipeline(unet, components, device, dtype, ff_chunk_rows=DEPTH_FF_CHUNK_ROWS)
+            return VideoDepthPipeline(
+                unet, components, device, dtype, ff_chunk_rows=DEPTH_FF_CHUNK_ROWS, compile=compile_models
+            )
 
         depth_stage = DepthStage(load_depth, settings, model_id=f"{depth_dir.resolve()} {precision}")
     if not args.no_inpaint:
@@ -176,7 +187,8 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
 
         def load_inpaint() -> StereoInpaintPipeline:
             unet = load_inpaint_unet(inpaint_dir, dtype)
-            return StereoInpaintPipeline.from_components(load_svd_components(svd_dir, dtype), unet).to(device)
+            pipe = StereoInpaintPipeline.from_components(load_svd_components(svd_dir, dtype), unet).to(device)
+            return pipe.compile() if compile_models else pipe
 
         model_id = f"{inpaint_dir.resolve()} {precision}"
         inpaint_stage = InpaintStage(load_inpaint, inpaint_settings, args.seed, model_id=model_id)

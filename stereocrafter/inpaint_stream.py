@@ -230,7 +230,7 @@ class InpaintStream:
         if feedback is not None:
             cond[: chunk.feedback] = feedback
         pipe.out_device = warped.device
-        with lean_attention(pipe.vae) if settings.lean_vae_attention else contextlib.nullcontext():
+        with lean_attention(pipe.vae) if pipe.use_lean_vae_attention(settings) else contextlib.nullcontext():
             generated, self._tiles, self._decode_tiles = pipe._run_chunk_with_retry(
                 chunk,
                 len(self._chunks),

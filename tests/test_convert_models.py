@@ -175,3 +175,42 @@ def test_disk_full_is_reported_and_resumable(models, source, tmp_path, monkeypat
     monkeypatch.setattr(convert_module, "_write_segment", real_write)
     convert_video(source, output, depth, SETTINGS, inpaint=inpaint_stage)
     assert probe_video(output).frame_count == FRAMES
+
+
+def _cli_stages(models: Path, *options: str) -> tuple[DepthStage, InpaintStage]:
+    from stereocrafter.__main__ import _stages as cli_stages
+    from stereocrafter.__main__ import build_parser
+
+    return cli_stages(build_parser().parse_args(["in.mp4", "-o", "out.mp4", "--models", str(models), *options]))
+
+
+def test_cli_compile_is_ignored_on_the_cpu(models, caplog, one_torch_thread):
+    from stereocrafter.compiled_svd import is_compiled
+
+    with caplog.at_level("WARNING", logger="stereocrafter"):
+        depth_stage, inpaint_stage = _cli_stages(models, "--compile", "--device", "cpu")
+    assert "--compile needs CUDA (the device is cpu): ignored." in caplog.text
+    depth, inpaint = depth_stage.load(), inpaint_stage.load()
+    assert not depth.compiled and not is_compiled(depth.unet) and not is_compiled(depth.components.vae)
+    assert not inpaint.compiled and not is_compiled(inpaint.unet) and not is_compiled(inpaint.vae)
+
+
+def test_cli_compile_reaches_both_models_on_cuda(models, monkeypatch, one_torch_thread):
+    """--compile --device cuda: VideoDepthPipeline(compile=True) and StereoInpaintPipeline.compile() (the modules stay
+    on the CPU here and no compiled graph runs: compiling takes minutes)."""
+    import stereocrafter.depth_pipeline as depth_pipeline
+    from stereocrafter.compiled_svd import is_compiled
+
+    class CpuDepthPipeline(VideoDepthPipeline):
+        def __init__(self, unet, components, device, dtype, **kwargs) -> None:  # noqa: ANN001
+            assert torch.device(device).type == "cuda"
+            super().__init__(unet, components, "cpu", dtype, **kwargs)
+
+    monkeypatch.setattr(depth_pipeline, "VideoDepthPipeline", CpuDepthPipeline)
+    monkeypatch.setattr(StereoInpaintPipeline, "to", lambda self, device: self)
+    depth_stage, inpaint_stage = _cli_stages(models, "--compile", "--device", "cuda", "--precision", "fp32")
+    depth, inpaint = depth_stage.load(), inpaint_stage.load()
+    assert depth.compiled and is_compiled(depth.unet) and is_compiled(depth.components.vae.decoder)
+    assert not is_compiled(depth.components.vae.encoder)
+    assert inpaint.compiled and is_compiled(inpaint.unet) and is_compiled(inpaint.vae.decoder)
+    assert not is_compiled(inpaint.vae.encoder)

@@ -467,3 +467,21 @@ def test_stream_input_errors(pipe: VideoDepthPipeline) -> None:
         pipe.stream([], 0, s)  # raised at the call, before iteration
     with pytest.raises(ValueError, match=r"reference_rng=True.*\(__call__\)"):
         pipe.stream([clip(3)], 3, stream_settings(reference_rng=True))
+
+
+def test_compile_marks_unet_blocks_and_decoder(model_dirs: tuple[Path, Path]) -> None:
+    """compile=True compiles the UNet's repeated blocks and the VAE decoder (not the encoder, CLIP or the rest),
+    after the feed-forward chunking (made shareable between blocks). No compiled graph runs here."""
+    from stereocrafter.compiled_svd import UNET_BLOCK_CLASSES, RowChunkedFeedForward, is_compiled
+
+    unet, svd = load_depthcrafter_unet(model_dirs[0], torch.float32), load_svd_components(model_dirs[1], torch.float32)
+    eager = VideoDepthPipeline(unet, svd, device="cpu", dtype=torch.float32, ff_chunk_rows=7)
+    assert not eager.compiled and not is_compiled(unet) and not is_compiled(svd.vae)
+    pipe = VideoDepthPipeline(unet, svd, device="cpu", dtype=torch.float32, compile=True, ff_chunk_rows=7)
+    assert pipe.compiled
+    compiled = [m for m in unet.modules() if getattr(m, "_compiled_call_impl", None) is not None]
+    assert {type(m).__name__ for m in compiled} == set(UNET_BLOCK_CLASSES)
+    assert len(compiled) == sum(type(m).__name__ in UNET_BLOCK_CLASSES for m in unet.modules())
+    feed_forwards = [m for m in unet.modules() if isinstance(m, RowChunkedFeedForward)]
+    assert feed_forwards and all(m.max_rows == 7 for m in feed_forwards)
+    assert is_compiled(svd.vae.decoder) and not is_compiled(svd.vae.encoder) and not is_compiled(svd.image_encoder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -315,3 +316,41 @@ def test_tiled_decode(pipe: StereoInpaintPipeline) -> None:
     assert auto.shape == images.shape
     # same latents; only the decode differs, and only a little (random tiny VAE, blended 64 px overlap)
     assert (auto - whole).abs().mean() < 0.05
+
+
+def test_compile_marks_unet_blocks_and_decoder_and_skips_lean_attention(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """compile() compiles the UNet's repeated blocks and the VAE decoder only; a compiled pipeline never swaps the
+    VAE's attention processors (lean_vae_attention), which would recompile the decoder on every chunk. No compiled
+    graph runs here (compiling takes minutes on a CPU): the modules are decompiled before the run, the flag stays."""
+    import stereocrafter.inpaint_stream as inpaint_stream
+    from stereocrafter.compiled_svd import UNET_BLOCK_CLASSES, decompile, is_compiled
+
+    calls: list[torch.nn.Module] = []
+    real = inpaint_stream.lean_attention
+
+    def recording(module: torch.nn.Module, *args: object, **kwargs: object) -> object:
+        calls.append(module)
+        return real(module, *args, **kwargs)
+
+    monkeypatch.setattr(inpaint_stream, "lean_attention", recording)
+    images, mask = make_inputs(2, 24, 40)
+    settings = InpaintSettings(steps=1, tiles=(1, 1), lean_vae_attention=True)
+    plain = StereoInpaintPipeline(tiny_unet(9), tiny_vae(), tiny_clip(), SCHEDULER_CONFIG)
+    plain(images, mask, settings)
+    assert calls == [plain.vae]  # one chunk, under lean attention
+
+    pipe = StereoInpaintPipeline(tiny_unet(9), tiny_vae(), tiny_clip(), SCHEDULER_CONFIG)
+    assert not pipe.compiled and pipe.compile() is pipe and pipe.compiled
+    compiled = {type(m).__name__ for m in pipe.unet.modules() if getattr(m, "_compiled_call_impl", None) is not None}
+    assert compiled == set(UNET_BLOCK_CLASSES) and not is_compiled(pipe.unet.conv_in)
+    assert is_compiled(pipe.vae.decoder) and not is_compiled(pipe.vae.encoder) and not is_compiled(pipe.image_encoder)
+    decompile(pipe.unet)
+    decompile(pipe.vae)
+    calls.clear()
+    with caplog.at_level(logging.DEBUG, logger="stereocrafter.inpaint_pipeline"):
+        pipe(images, mask, settings)
+        pipe(images, mask, settings)
+    assert calls == []
+    assert sum("lean_vae_attention is ignored" in r.getMessage() for r in caplog.records) == 1  # logged once

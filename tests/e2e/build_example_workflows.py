@@ -122,7 +122,12 @@ STEREO_INPAINT_WIDGETS = {
     "seams": "crossfade",
     "fit": "pad",
 }
-LOADER_WIDGETS = {"svd": "stable-video-diffusion-img2vid-xt-1-1", "precision": "auto", "download_missing": False}
+LOADER_WIDGETS = {
+    "svd": "stable-video-diffusion-img2vid-xt-1-1",
+    "precision": "auto",
+    "download_missing": False,
+    "compile": False,
+}
 
 
 def _output_nodes(

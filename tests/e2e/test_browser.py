@@ -83,6 +83,30 @@ def test_example_loads_and_runs_in_frontend(ui, object_info, artifacts_dir, path
     ui.screenshot(artifacts_dir / f"{path.stem}-ran.png")
 
 
+LOADERS = ("SC3D_LoadDepthCrafter", "SC3D_LoadStereoCrafter")
+
+
+def test_workflow_saved_before_compile_input_loads(ui, artifacts_dir):
+    """A workflow saved before the loaders had their last widget, ``compile`` (3 shared loader widgets): it loads
+    without a dialog, keeps every saved value, gets compile = False, and queues the loaders with it."""
+    path = next(p for p in EXAMPLES if p.stem == "full_pipeline")
+    old = json.loads(path.read_text())
+    for node in old["nodes"]:
+        if node["type"] in LOADERS:
+            assert node["widgets_values"][-1] is False  # compile, off
+            node["widgets_values"] = node["widgets_values"][:-1]
+    ui.load_workflow(old)
+    assert not ui.visible_dialogs()
+    assert not [n for n in ui.graph_nodes() if not n["registered"] or n["has_errors"]]
+    loaded = {n["id"]: n["widgets_values"] for n in ui.serialize()["nodes"] if n["type"] in LOADERS}
+    saved = {n["id"]: n["widgets_values"] for n in old["nodes"] if n["type"] in LOADERS}
+    assert len(loaded) == 2 and loaded == {k: [*v, False] for k, v in saved.items()}
+    prompt = ui.graph_to_prompt()
+    loaders = [node for node in prompt.values() if node["class_type"] in LOADERS]
+    assert len(loaders) == 2 and all(node["inputs"]["compile"] is False for node in loaders)
+    ui.screenshot(artifacts_dir / "full_pipeline-before-compile.png")
+
+
 def test_missing_node_types_are_detected(ui, artifacts_dir):
     """The checks above can fail: a workflow with an unknown node type opens the missing-nodes dialog."""
     workflow = json.loads(EXAMPLES[0].read_text())

@@ -27,17 +27,20 @@ def load_video(prompt: dict, key: str, file: str) -> list:
     return [key + "c", 0]
 
 
-def load_depthcrafter(depthcrafter: str = DEPTHCRAFTER_NAME, svd: str = SVD_NAME) -> dict:
+LOADER_DEFAULTS = {"precision": "auto", "download_missing": False, "compile": False}
+
+
+def load_depthcrafter(depthcrafter: str = DEPTHCRAFTER_NAME, svd: str = SVD_NAME, **inputs: object) -> dict:
     return {
         "class_type": "SC3D_LoadDepthCrafter",
-        "inputs": {"depthcrafter": depthcrafter, "svd": svd, "precision": "auto", "download_missing": False},
+        "inputs": {"depthcrafter": depthcrafter, "svd": svd, **LOADER_DEFAULTS, **inputs},
     }
 
 
-def load_stereocrafter(stereocrafter: str = STEREOCRAFTER_NAME, svd: str = SVD_NAME) -> dict:
+def load_stereocrafter(stereocrafter: str = STEREOCRAFTER_NAME, svd: str = SVD_NAME, **inputs: object) -> dict:
     return {
         "class_type": "SC3D_LoadStereoCrafter",
-        "inputs": {"stereocrafter": stereocrafter, "svd": svd, "precision": "auto", "download_missing": False},
+        "inputs": {"stereocrafter": stereocrafter, "svd": svd, **LOADER_DEFAULTS, **inputs},
     }
 
 
@@ -193,7 +196,7 @@ def error_of(comfy, prompt: dict) -> str:
     return str(err.value)
 
 
-def depth_only_prompt(clips, **loader: str) -> dict:
+def depth_only_prompt(clips, **loader: object) -> dict:
     prompt: dict = {}
     frames = load_video(prompt, "src", clips.source_name)
     prompt["load_dc"] = load_depthcrafter(**loader)
@@ -202,7 +205,7 @@ def depth_only_prompt(clips, **loader: str) -> dict:
     return prompt
 
 
-def inpaint_only_prompt(clips, occlusion_file: str | None = None, **loader: str) -> dict:
+def inpaint_only_prompt(clips, occlusion_file: str | None = None, **loader: object) -> dict:
     prompt: dict = {}
     frames = load_video(prompt, "src", clips.small_name)
     prompt["splat"] = forward_splat(frames, load_video(prompt, "dep", clips.small_depth_name))
@@ -238,6 +241,19 @@ def test_missing_model_folder_is_reported(comfy, comfy_server, clips, tiny_model
     assert loader in message, message
     assert f"'{name}' was not found in {comfy_server.base_dir / 'models' / folder}" in message, message
     assert repo in message and "download_missing" in message, message
+
+
+def test_loaders_ignore_compile_on_the_cpu(comfy, comfy_server, clips, tiny_models):
+    """compile=True on the CPU server: both loaders log that it is ignored and the models run eagerly (compiling the
+    tiny models would take minutes here); a prompt written before the compile input (without it) still runs."""
+    comfy.run(depth_only_prompt(clips, compile=True), timeout=PROMPT_TIMEOUT)
+    comfy.run(inpaint_only_prompt(clips, compile=True), timeout=PROMPT_TIMEOUT)
+    log = comfy_server.log_text()
+    for node in ("LoadDepthCrafter", "LoadStereoCrafter"):
+        assert f"{node}: compile needs an NVIDIA GPU (ComfyUI computes on cpu); ignored." in log, node
+    old = inpaint_only_prompt(clips)
+    del old["load_sc"]["inputs"]["compile"]
+    comfy.run(old, timeout=PROMPT_TIMEOUT)
 
 
 def test_stereocrafter_unet_as_depthcrafter_is_reported(comfy, clips, tiny_models):

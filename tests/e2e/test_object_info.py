@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from model_dirs import DEPTHCRAFTER_NAME, STEREOCRAFTER_NAME, SVD_NAME, WRONG_DEPTHCRAFTER_NAME
 
-LOADER_INPUTS = ["svd", "precision", "download_missing"]
+LOADER_INPUTS = ["svd", "precision", "download_missing"]  # required; then the optional "compile" (last widget)
 EXPECTED = {
     "SC3D_LoadDepthCrafter": (
         "LoadDepthCrafter",
@@ -168,6 +168,11 @@ def test_model_loader_widgets(comfy, tiny_models, node_id, model_input, listed):
     assert inp["precision"][1]["options"] == ["auto", "fp16", "bf16", "fp32"]
     assert inp["precision"][1]["default"] == "auto"
     assert inp["download_missing"][1]["default"] is False
+    info = comfy.object_info(node_id)[node_id]
+    assert info["input_order"].get("optional") == ["compile"]  # the last widget; optional: older API prompts validate
+    compile_input = info["input"]["optional"]["compile"]
+    assert compile_input[0] == "BOOLEAN" and compile_input[1]["default"] is False
+    assert "NVIDIA" in compile_input[1]["tooltip"] and "CPU" in compile_input[1]["tooltip"]
     assert "non-commercial" in comfy.object_info(node_id)[node_id]["description"]
 
 
