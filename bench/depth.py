@@ -12,6 +12,7 @@ identical noise, so the max abs difference of the output depth between paths is 
 Usage (on the GPU machine):
     PYTHONUNBUFFERED=1 python bench/depth.py [--runs faithful=sc70+sc160+v101,optimized=sc70+sc160+v101,opt_cl=sc70]
     python bench/depth.py --tiny   # CPU dry run of the script with tiny models
+    PYTHONUNBUFFERED=1 python bench/depth.py --levers --runs ""   # profile + speed levers of one UNet pass / decode
 """
 
 from __future__ import annotations
@@ -21,13 +22,25 @@ import gc
 import sys
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from svd_architecture import SCHEDULER_CONFIG, build_vae_and_clip, place, svd_unet_config  # noqa: E402
+from svd_architecture import (  # noqa: E402
+    SCHEDULER_CONFIG,
+    budget_guard,
+    build_vae_and_clip,
+    kernel_profile,
+    max_diff,
+    peak_extra_gib,
+    place,
+    sdpa_backends,
+    svd_unet_config,
+    time_ms,
+)
 
 from stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size  # noqa: E402
 from stereocrafter.depthcrafter_unet import DepthCrafterUNet  # noqa: E402
@@ -68,6 +81,8 @@ class Variant:
     ff_chunk_rows: int | None = None
     channels_last: bool = False
     compile_unet: bool = False
+    compile_blocks: bool = False  # stereocrafter.compiled_svd.compile_unet_blocks (regional compile of the UNet)
+    compile_vae: bool = False  # stereocrafter.compiled_svd.compile_vae (encoder + temporal decoder, dynamic shapes)
     cudnn_benchmark: bool = False
     encode_chunk: int = 8
     decode_chunk: int = 8
@@ -83,6 +98,12 @@ VARIANTS = {
     "opt_nochunk": Variant(batch_cfg=True, cudnn_benchmark=True),
     "opt_cl": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, cudnn_benchmark=True, channels_last=True),
     "opt_compile": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, cudnn_benchmark=True, compile_unet=True),
+    # opt_2pass + regional compile of the UNet + compiled VAE encoder/decoder (node configuration + compile).
+    "fast2c": Variant(batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True),
+    "fastbc": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True),
+    "fast2c_offload": Variant(
+        batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, offload=True
+    ),
     "opt_dec16": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, cudnn_benchmark=True, decode_chunk=16),
     # + temporal Conv3d as Conv2d, + stage offload (UNet on the GPU only while denoising, CLIP only while encoding).
     "fast2": Variant(batch_cfg=False, ff_chunk_rows=1 << 16, temporal_conv_2d=True, offload=True),
@@ -171,14 +192,20 @@ def run_one(
 def make_pipe(
     unet: DepthCrafterUNet, svd: SVDComponents, variant: Variant, device: torch.device, dtype: torch.dtype
 ) -> VideoDepthPipeline:
+    from stereocrafter.compiled_svd import compile_vae, decompile
+
     torch.backends.cudnn.benchmark = variant.cudnn_benchmark
+    decompile(unet)
+    decompile(svd.vae)
+    if variant.compile_vae:
+        compile_vae(svd.vae)  # encoder and decoder; the pipeline's compile=True compiles the UNet blocks + decoder
     return VideoDepthPipeline(
         unet,
         svd,
         device=device,
         dtype=dtype,
         channels_last=variant.channels_last,
-        compile_unet=variant.compile_unet,
+        compile=variant.compile_unet or variant.compile_blocks,  # compile_unet: now the same regional compile
         ff_chunk_rows=variant.ff_chunk_rows,
         temporal_conv_2d=variant.temporal_conv_2d,
         offload=variant.offload,
@@ -225,6 +252,207 @@ def probe(unet: DepthCrafterUNet, svd: SVDComponents, size: tuple[int, int], fra
     torch.cuda.empty_cache()
 
 
+def module_gib(module: torch.nn.Module) -> float:
+    return sum(p.numel() * p.element_size() for p in module.parameters()) / GIB
+
+
+@torch.inference_mode()
+def levers(
+    unet: DepthCrafterUNet,
+    svd: SVDComponents,
+    size: tuple[int, int],
+    frames: int,
+    t0: float,
+    budget_s: float,
+    compile_modes: tuple[str, ...],
+    groups: frozenset[str] = frozenset({"unet", "decode", "decode_compile", "unet_compile"}),
+) -> None:
+    """Profile and speed levers of ONE UNet pass (one window, one CFG half: what opt_2pass runs 16x per window) and
+    ONE decode chunk (8 frames), each against the eager path of the node configuration (feed-forward chunking 65 536
+    rows, PyTorch's SDPA order, cudnn.benchmark off), with max abs output difference and peak memory above the
+    resident weights. Every lever is undone before the next one."""
+    import copy
+
+    from stereocrafter.compiled_svd import compile_unet_blocks, compile_vae, decompile
+    from stereocrafter.depthcrafter_unet import chunk_feed_forward
+    from stereocrafter.lean_attention import lean_attention
+
+    device = next(unet.parameters()).device
+    dtype = next(unet.parameters()).dtype
+    h, w = size[0] // 8, size[1] // 8
+    cross = unet.config.cross_attention_dim
+    gen = torch.Generator(device).manual_seed(0)
+    sample = torch.randn(1, frames, 8, h, w, generator=gen, device=device).to(dtype)
+    emb = torch.randn(1, frames, cross, generator=gen, device=device).to(dtype)
+    ids = torch.tensor([[7.0, 127.0, 0.02]], device=device, dtype=dtype)
+    t = torch.tensor(0.25 * 3.0, device=device)
+    print(
+        f"levers: weights UNet {module_gib(unet):.2f} GiB, VAE {module_gib(svd.vae):.2f}, "
+        f"CLIP {module_gib(svd.image_encoder):.2f}; UNet input {tuple(sample.shape)}",
+        flush=True,
+    )
+    rows: list[tuple[str, float, float, str, int]] = []
+
+    def record(name: str, ms: float, peak: float, out: torch.Tensor | None, ref: torch.Tensor | None, per: int) -> None:
+        diff = "-" if out is None or ref is None else "{:.2e} (ref max {:.2f})".format(*max_diff(out, ref))
+        rows.append((name, ms, peak, diff, per))
+        print(f"LEVER {name:48} {ms:9.1f} ms  {ms / per:7.2f} ms/frame  peak+{peak:6.2f} GiB  diff {diff}", flush=True)
+
+    chunk_feed_forward(unet, 1 << 16)
+
+    def unet_pass(model: torch.nn.Module = unet, x: torch.Tensor = sample, e: torch.Tensor = emb) -> torch.Tensor:
+        return model(x, t, e, ids.to(x.dtype), return_dict=False)[0]
+
+    torch.backends.cudnn.benchmark = False
+    ref, peak = peak_extra_gib(unet_pass)
+    record("unet eager (node config)", time_ms(unet_pass), peak, None, None, frames)
+    with budget_guard(t0, budget_s, "unet profile") as ok:
+        if ok and "unet" in groups:
+            kernel_profile(unet_pass, top=15, label="UNet pass, eager")
+    for backend in ("cudnn", "efficient", "flash") if "unet" in groups else ():
+        with budget_guard(t0, budget_s, f"unet sdpa {backend}") as ok:
+            if ok:
+                with sdpa_backends(backend):
+                    out, peak = peak_extra_gib(unet_pass)
+                    record(f"unet eager sdpa {backend}-first", time_ms(unet_pass), peak, out, ref, frames)
+                    if backend == "cudnn":
+                        kernel_profile(unet_pass, top=6, label="UNet pass, cuDNN attention first")
+    with budget_guard(t0, budget_s, "unet cudnn.benchmark") as ok:
+        if ok and "unet" in groups:
+            torch.backends.cudnn.benchmark = True
+            unet_pass()  # autotune
+            out, peak = peak_extra_gib(unet_pass)
+            record("unet eager cudnn.benchmark", time_ms(unet_pass), peak, out, ref, frames)
+            torch.backends.cudnn.benchmark = False
+    with budget_guard(t0, budget_s, "unet no ff chunk") as ok:
+        if ok and "unet" in groups:
+            chunk_feed_forward(unet, None)
+            out, peak = peak_extra_gib(unet_pass)
+            record("unet eager no ff chunk", time_ms(unet_pass), peak, out, ref, frames)
+            chunk_feed_forward(unet, 1 << 16)
+    with budget_guard(t0, budget_s, "unet bf16") as ok:
+        if ok and "unet" in groups:
+            chunk_feed_forward(unet, None)
+            bf = copy.deepcopy(unet).to(torch.bfloat16)
+            chunk_feed_forward(unet, 1 << 16)
+            chunk_feed_forward(bf, 1 << 16)
+            xb, eb = sample.to(torch.bfloat16), emb.to(torch.bfloat16)
+            out, peak = peak_extra_gib(lambda: unet_pass(bf, xb, eb))
+            record("unet eager bf16 weights+inputs", time_ms(lambda: unet_pass(bf, xb, eb)), peak, out, ref, frames)
+            del bf, xb, eb
+            torch.cuda.empty_cache() if device.type == "cuda" else None
+
+    # ---- decode: one 8-frame chunk of the temporal decoder
+    vae = svd.vae
+    lat = torch.randn(8, 4, h, w, generator=gen, device=device).to(dtype)
+
+    def decode() -> torch.Tensor:
+        return vae.decode(lat, num_frames=8).sample
+
+    dref, peak = peak_extra_gib(decode)
+    record("decode eager (plain attention)", time_ms(decode), peak, None, None, 8)
+    with budget_guard(t0, budget_s, "decode profile") as ok:
+        if ok and "decode" in groups:
+            kernel_profile(decode, top=15, label="decode 8 frames, eager")
+    with budget_guard(t0, budget_s, "decode lean") as ok:
+        if ok and "decode" in groups:
+            with lean_attention(vae):
+                out, peak = peak_extra_gib(decode)
+                record("decode eager lean attention", time_ms(decode), peak, out, dref, 8)
+    for backend in ("efficient", "cudnn", "math") if "decode" in groups else ():
+        with budget_guard(t0, budget_s, f"decode sdpa {backend}") as ok:
+            if ok:
+                with sdpa_backends(backend):
+                    out, peak = peak_extra_gib(decode)
+                    record(f"decode eager sdpa {backend}-first", time_ms(decode), peak, out, dref, 8)
+    with budget_guard(t0, budget_s, "decode cudnn.benchmark") as ok:
+        if ok and "decode" in groups:
+            torch.backends.cudnn.benchmark = True
+            decode()
+            out, peak = peak_extra_gib(decode)
+            record("decode eager cudnn.benchmark", time_ms(decode), peak, out, dref, 8)
+    with budget_guard(t0, budget_s, "decode channels_last") as ok:
+        if ok and "decode" in groups:
+            convs = [m for m in vae.decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+            for m in convs:
+                m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+            lat_nchw = lat
+            lat = lat.contiguous(memory_format=torch.channels_last)
+            decode()
+            out, peak = peak_extra_gib(decode)
+            record("decode eager channels_last + benchmark", time_ms(decode), peak, out, dref, 8)
+            kernel_profile(decode, top=8, label="decode 8 frames, channels_last")
+            for m in convs:
+                m.weight.data = m.weight.data.contiguous()
+            lat = lat_nchw
+    torch.backends.cudnn.benchmark = False
+    with budget_guard(t0, budget_s, "decode dynamic compile") as ok:
+        if ok and "decode_dynamic" in groups:
+
+            def decode_n(k: int) -> torch.Tensor:
+                return vae.decode(lat[:k], num_frames=k).sample
+
+            eager_ms = {k: time_ms(partial(decode_n, k)) for k in (8, 6)}
+            compile_vae(vae, encoder=False)
+            for n in (8, 6):
+                start = time.perf_counter()
+                decode_n(n)
+                sync(device)
+                first_s = time.perf_counter() - start
+                print(f"decode dynamic compile, {n} frames: first call {first_s:.1f} s (eager {eager_ms[n]:.1f} ms)")
+                out, peak = peak_extra_gib(partial(decode_n, n))
+                ref_n = dref if n == 8 else None
+                record(f"decode compile_vae (dynamic) {n} frames", time_ms(partial(decode_n, n)), peak, out, ref_n, n)
+            print(f"dynamo {dict(torch._dynamo.utils.counters['stats'])}", flush=True)
+            decompile(vae)
+            torch._dynamo.reset()
+    for mode in compile_modes if "decode_compile" in groups else ():
+        with budget_guard(t0, budget_s, f"decode compile {mode}") as ok:
+            if ok:
+                torch.backends.cudnn.benchmark = True
+                original = vae.decoder
+                vae.decoder = torch.compile(original, mode=None if mode == "default" else mode, dynamic=False)
+                try:
+                    with lean_attention(vae):
+                        start = time.perf_counter()
+                        decode()
+                        print(f"decode compile {mode}: first call {time.perf_counter() - start:.1f} s", flush=True)
+                        out, peak = peak_extra_gib(decode)
+                        record(f"decode compiled {mode} + lean + benchmark", time_ms(decode), peak, out, dref, 8)
+                        kernel_profile(decode, top=8, label=f"decode 8 frames, compiled {mode}")
+                finally:
+                    vae.decoder = original
+                    torch.backends.cudnn.benchmark = False
+    # The SDPA backend is chosen while tracing: compile once, under the fastest eager choice.
+    eager = {name: ms for name, ms, _, _, _ in rows if name.startswith("unet eager sdpa")}
+    best = min(eager, key=eager.get).split()[-1].removesuffix("-first") if eager else "default"
+    for mode in compile_modes if "unet_compile" in groups else ():
+        with budget_guard(t0, budget_s, f"unet compile {mode}") as ok:
+            if ok:
+                if mode == "regional":
+                    compile_unet_blocks(unet)
+                    compiled = unet
+                else:
+                    compiled = torch.compile(unet, mode=None if mode == "default" else mode, dynamic=False)
+                with sdpa_backends(best):
+                    start = time.perf_counter()
+                    compiled(sample, t, emb, ids, return_dict=False)
+                    elapsed = time.perf_counter() - start
+                    print(f"unet compile {mode} sdpa {best}: first call {elapsed:.1f} s", flush=True)
+                    run = partial(unet_pass, compiled)
+                    out, peak = peak_extra_gib(run)
+                    record(f"unet compiled {mode} sdpa {best}-first", time_ms(run), peak, out, ref, frames)
+                    kernel_profile(run, top=10, label=f"UNet pass, compiled {mode}")
+                print(f"dynamo {dict(torch._dynamo.utils.counters['stats'])}", flush=True)
+                decompile(unet)
+                torch._dynamo.reset()
+    print("\n| lever | ms per call | ms per frame | peak above weights GiB | max abs diff |")
+    print("|---|---|---|---|---|")
+    for name, ms, peak, diff, per in rows:
+        print(f"| {name} | {ms:.1f} | {ms / per:.2f} | {peak:.2f} | {diff} |")
+    torch.cuda.empty_cache() if device.type == "cuda" else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -237,6 +465,18 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=540.0, help="skip runs that would start after this")
     parser.add_argument("--tiny", action="store_true", help="CPU dry run with tiny models and small frames")
     parser.add_argument("--probe", action="store_true", help="micro-benchmarks and kernel profiles first (GPU)")
+    parser.add_argument("--levers", action="store_true", help="profile + speed levers of one UNet pass and decode")
+    parser.add_argument("--levers-budget-s", type=float, default=400.0, help="stop starting levers after this")
+    parser.add_argument(
+        "--compile-modes",
+        default="default",
+        help="comma-separated torch.compile modes for --levers ('' = none; 'regional' = compile_unet_blocks)",
+    )
+    parser.add_argument(
+        "--lever-groups",
+        default="unet,decode,decode_compile,unet_compile",
+        help="--levers groups: unet, decode, decode_compile, decode_dynamic, unet_compile",
+    )
     args = parser.parse_args()
     t0 = time.perf_counter()
     if args.tiny:
@@ -253,22 +493,27 @@ def main() -> int:
     size = processing_size(args.height, args.width)
     if args.probe and not args.tiny:
         probe(unet, svd, size, 70)
+    if args.levers:
+        modes = tuple(m for m in args.compile_modes.split(",") if m)
+        groups = frozenset(g for g in args.lever_groups.split(",") if g)
+        levers(unet, svd, size, CONFIGS["sc70"].frames, t0, args.levers_budget_s, modes, groups)
     rows: list[tuple[str, str, dict[str, float], float | None]] = []
     outputs: dict[tuple[str, str], torch.Tensor] = {}
     warm = test_frames(8, args.height, args.width)
 
-    plan = [(spec.split("=")[0], spec.split("=")[1].split("+")) for spec in args.runs.split(",")]
+    plan = [(spec.split("=")[0], spec.split("=")[1].split("+")) for spec in args.runs.split(",") if spec]
     for variant_name, config_names in plan:
         variant = VARIANTS[variant_name]
         pipe = make_pipe(unet, svd, variant, device, dtype)
         # Warm-up: allocator and kernels; a compiled UNet is warmed on the first config's real shapes (1 step) so the
         # timed runs do not include compilation.
-        if variant.compile_unet:
+        if variant.compile_unet or variant.compile_blocks or variant.compile_vae:
             first = CONFIGS[config_names[0]]
             start = time.perf_counter()
             warm_settings = replace(first.settings, num_inference_steps=1, batch_cfg=variant.batch_cfg)
             pipe(test_frames(first.frames, args.height, args.width), warm_settings)
-            print(f"{variant_name}: compile + warm-up {time.perf_counter() - start:.0f} s", flush=True)
+            stats = dict(torch._dynamo.utils.counters["stats"])
+            print(f"{variant_name}: compile + warm-up {time.perf_counter() - start:.0f} s, dynamo {stats}", flush=True)
         else:
             pipe(warm, DepthSettings(window_size=8, overlap=2, num_inference_steps=1))
         for config_name in config_names:

@@ -11,7 +11,8 @@ optimised variant's output against the faithful (reference-mode) output on the s
 random weights these differences show how much a lever moves the numbers, not what it does to image quality.
 
 Usage (GPU):   python3 bench/inpaint.py --out results_dir
-Smoke (CPU):   .venv/bin/python bench/inpaint.py --tiny --device cpu
+Levers (GPU):  python3 bench/inpaint.py --levers   # profile + speed levers of one UNet call and one decode call
+Smoke (CPU):   .venv/bin/python bench/inpaint.py --tiny --device cpu [--levers]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,20 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from svd_architecture import SCHEDULER_CONFIG, build_vae_and_clip, place, svd_unet_config  # noqa: E402
+from svd_architecture import (  # noqa: E402
+    SCHEDULER_CONFIG,
+    budget_guard,
+    build_vae_and_clip,
+    kernel_profile,
+    max_diff,
+    peak_extra_gib,
+    place,
+    sdpa_backends,
+    svd_unet_config,
+    time_ms,
+)
 
+from stereocrafter.compiled_svd import compile_unet_blocks, compile_vae, decompile  # noqa: E402
 from stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline  # noqa: E402
 
 REFERENCE = {  # reference figures (brief): seconds per frame, peak GiB
@@ -169,6 +183,113 @@ def markdown(rows: list[dict[str, Any]], diffs: dict[str, dict[str, float]], dev
     return "\n".join(lines)
 
 
+@torch.no_grad()
+def levers(pipe: StereoInpaintPipeline, tiny: bool, t0: float, budget_s: float, compile_unet: bool) -> None:
+    """Profile and speed levers of one inpainting UNet call (one 23-frame chunk of one 1024x576 tile: 1920x1024 in
+    2x2 tiles, guidance 1.0) and one temporal-decode call (2 frames of a 1088x1024 decode tile, as 1920x1080 is
+    decoded by default, and of the whole 1920x1024 frame, as the 1920x1024 rows decode), against the eager path
+    (PyTorch's SDPA order, cudnn.benchmark off), with max abs output difference and peak memory above the weights."""
+    from stereocrafter.lean_attention import lean_attention
+
+    unet, vae = pipe.unet, pipe.vae
+    device, dtype = pipe.device, pipe.dtype
+    scale = 8 if tiny else 1
+    frames = 23 if not tiny else 3
+    h, w = 576 // 8 // scale, 1024 // 8 // scale
+    cross = unet.config.cross_attention_dim
+    gen = torch.Generator(device).manual_seed(0)
+    rows: list[tuple[str, float, float, str, int]] = []
+
+    def record(name: str, ms: float, peak: float, out: torch.Tensor | None, ref: torch.Tensor | None, per: int) -> None:
+        diff = "-" if out is None or ref is None else "{:.2e} (ref max {:.2f})".format(*max_diff(out, ref))
+        rows.append((name, ms, peak, diff, per))
+        print(f"LEVER {name:52} {ms:9.1f} ms  {ms / per:7.2f} ms/frame  peak+{peak:6.2f} GiB  diff {diff}", flush=True)
+
+    def unet_inputs(batch: int) -> tuple[torch.Tensor, ...]:
+        g = torch.Generator(device).manual_seed(1)
+        x = torch.randn(batch, frames, 9, h, w, generator=g, device=device).to(dtype)
+        e = torch.randn(batch, 1, cross, generator=g, device=device).to(dtype)
+        ids = torch.tensor([[6.0, 127.0, 0.0]], device=device, dtype=dtype).repeat(batch, 1)
+        return x, e, ids
+
+    t = torch.tensor(0.25 * 3.0, device=device)
+    torch.backends.cudnn.benchmark = False
+    for batch in (1, 4):
+        x, e, ids = unet_inputs(batch)
+
+        def call(model: torch.nn.Module = unet, x: torch.Tensor = x, e: torch.Tensor = e, i: torch.Tensor = ids):
+            return model(x, t, encoder_hidden_states=e, added_time_ids=i, return_dict=False)[0]
+
+        with budget_guard(t0, budget_s, f"unet batch {batch}") as ok:
+            if ok:
+                ref, peak = peak_extra_gib(call)
+                per = frames * batch
+                record(f"unet eager tiles/call {batch}", time_ms(call), peak, None, None, per)
+                if batch == 1:
+                    kernel_profile(call, top=10, label="inpaint UNet call, 1 tile, eager")
+                with sdpa_backends("cudnn"):
+                    out, peak = peak_extra_gib(call)
+                    record(f"unet eager tiles/call {batch} sdpa cudnn-first", time_ms(call), peak, out, ref, per)
+                if compile_unet and batch == 1:
+                    # the SDPA backend is fixed while tracing: compile under the faster eager choice
+                    best = "cudnn" if rows[-1][1] < rows[-2][1] else "default"
+                    compiled = partial(call, torch.compile(unet, dynamic=False))
+                    with sdpa_backends(best):
+                        start = time.perf_counter()
+                        compiled()
+                        print(f"inpaint unet compile: first call {time.perf_counter() - start:.1f} s", flush=True)
+                        out, peak = peak_extra_gib(compiled)
+                        record(f"unet compiled sdpa {best}", time_ms(compiled), peak, out, ref, per)
+                    torch._dynamo.reset()
+
+    shapes = {
+        "tile 1088x1024": (1088 // 8 // scale, 1024 // 8 // scale),
+        "frame 1920x1024": (128 // scale, 240 // scale),
+    }
+    for label, (lh, lw) in shapes.items():
+        lat = torch.randn(2, 4, lh, lw, generator=gen, device=device).to(dtype)
+
+        def decode(lat: torch.Tensor = lat) -> torch.Tensor:
+            return vae.decode(lat, num_frames=2).sample
+
+        with budget_guard(t0, budget_s, f"decode {label}") as ok:
+            if not ok:
+                continue
+            torch.backends.cudnn.benchmark = False
+            with lean_attention(vae):  # the pipeline default (lean_vae_attention=True)
+                ref, peak = peak_extra_gib(decode)
+                record(f"decode {label} eager lean attention", time_ms(decode), peak, None, None, 2)
+                if label.startswith("tile"):
+                    kernel_profile(decode, top=12, label=f"decode 2 frames {label}, eager lean")
+            out, peak = peak_extra_gib(decode)
+            record(f"decode {label} eager plain attention", time_ms(decode), peak, out, ref, 2)
+            with sdpa_backends("efficient"):
+                out, peak = peak_extra_gib(decode)
+                record(f"decode {label} eager sdpa efficient-first", time_ms(decode), peak, out, ref, 2)
+            torch.backends.cudnn.benchmark = True
+            with lean_attention(vae):
+                decode()
+                out, peak = peak_extra_gib(decode)
+                record(f"decode {label} eager lean + cudnn.benchmark", time_ms(decode), peak, out, ref, 2)
+                original = vae.decoder
+                vae.decoder = torch.compile(original, dynamic=False)
+                try:
+                    start = time.perf_counter()
+                    decode()
+                    print(f"decode {label} compile: first call {time.perf_counter() - start:.1f} s", flush=True)
+                    out, peak = peak_extra_gib(decode)
+                    record(f"decode {label} compiled + lean + benchmark", time_ms(decode), peak, out, ref, 2)
+                    if label.startswith("tile"):
+                        kernel_profile(decode, top=8, label=f"decode 2 frames {label}, compiled")
+                finally:
+                    vae.decoder = original
+            torch.backends.cudnn.benchmark = False
+    print("\n| lever | ms per call | ms per frame | peak above weights GiB | max abs diff |")
+    print("|---|---|---|---|---|")
+    for name, ms, peak, diff, per in rows:
+        print(f"| {name} | {ms:.1f} | {ms / per:.2f} | {peak:.2f} | {diff} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
@@ -177,7 +298,13 @@ def main() -> None:
     parser.add_argument("--long-frames", type=int, default=100)
     parser.add_argument("--skip", default="", help="comma-separated variant names to skip")
     parser.add_argument("--only", default="", help="comma-separated name prefixes to run (default: all)")
+    parser.add_argument("--names", default="", help="comma-separated exact variant names to run (default: all)")
+    parser.add_argument("--compile-encoder", action="store_true", help="compiled variants: compile the VAE encoder too")
+    parser.add_argument("--budget-s", type=float, default=1e9, help="start no variant after this many seconds")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
+    parser.add_argument("--levers", action="store_true", help="only the profile + speed levers of one UNet/decode call")
+    parser.add_argument("--levers-budget-s", type=float, default=300.0, help="stop starting levers after this")
+    parser.add_argument("--compile-unet", action="store_true", help="--levers: also torch.compile the UNet")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     device = torch.device(args.device)
@@ -190,6 +317,9 @@ def main() -> None:
     t0 = time.perf_counter()
     pipe = build_models(device, dtype, args.tiny)
     print(f"models built in {time.perf_counter() - t0:.1f} s on {device_name}", flush=True)
+    if args.levers:
+        levers(pipe, args.tiny, t0, args.levers_budget_s, args.compile_unet)
+        return
     skip = set(filter(None, args.skip.split(",")))
 
     scale = 8 if args.tiny else 1
@@ -257,6 +387,18 @@ def main() -> None:
         "1080 chunk g1.0 2x2 batch4": (full, chunk, InpaintSettings(tiles=(2, 2), tile_batch=4), ""),
         "1080 chunk g1.0 1x2": (full, chunk, InpaintSettings(tiles=(1, 2)), ""),
         "1080p clip defaults g1.01": (full, args.long_frames, InpaintSettings(guidance_scale=1.01), ""),
+        # torch.compile (stereocrafter.compiled_svd: UNet blocks + VAE encoder/decoder); each runs twice, the first
+        # call ("[compile]") includes compilation. lean_vae_attention off: the pipeline swaps the VAE's attention
+        # processors per call under it, which would recompile the decoder every call.
+        "1920 g1.0 compiled": (large, chunk, replace(faithful2, **g1), "compiled"),
+        "1920 g1.0 compiled enc-fp16-full": (
+            large,
+            chunk,
+            replace(faithful2, encode_fp32=False, encode_full_frame=True, **g1),
+            "compiled",
+        ),
+        "1920 g1.0 compiled batch4": (large, chunk, replace(faithful2, tile_batch=4, **g1), "compiled"),
+        "1080 chunk defaults g1.0 compiled": (full, chunk, InpaintSettings(lean_vae_attention=False), "compiled"),
     }
     pairs = [  # (variant, baseline): what one lever changes in the output
         ("1024 g1.0", "faithful 1024 g1.01"),
@@ -270,13 +412,29 @@ def main() -> None:
         ("1920 g1.0 lean-vae-attn", "1920 g1.0"),
         ("1920 g1.0 lean-vae-attn decode-1x2", "1920 g1.0"),
         ("1920 g1.01 ff-chunked", "faithful 1920 g1.01"),
+        ("1920 g1.0 compiled", "1920 g1.0"),
+        ("1920 g1.0 compiled enc-fp16-full", "1920 g1.0"),
+        ("1920 g1.0 compiled batch4", "1920 g1.0"),
+        ("1080 chunk defaults g1.0 compiled", "1080 chunk defaults g1.0"),
     ]
     only = [p.strip() for p in args.only.split(",") if p.strip()]
+    names = [p.strip() for p in args.names.split(",") if p.strip()]
     for name, (size, frames_n, settings, unet_mode) in plan.items():
-        if name in skip or (only and not any(name.startswith(p) for p in only)):
+        if name in skip or (only and not any(name.startswith(p) for p in only)) or (names and name not in names):
+            continue
+        if time.perf_counter() - t0 > args.budget_s:
+            print(f"budget reached: skipping {name}", flush=True)
             continue
         set_channels_last(pipe.unet, unet_mode == "channels_last")
         set_ff_chunking(pipe.unet, 1 if unet_mode == "ff_chunk" else None)
+        decompile(pipe.unet)
+        decompile(pipe.vae)
+        if unet_mode == "compiled":
+            compile_unet_blocks(pipe.unet)
+            compile_vae(pipe.vae, encoder=args.compile_encoder)
+            variant(f"{name} [compile]", size, frames_n, settings)
+            print(f"dynamo {dict(torch._dynamo.utils.counters['stats'])}", flush=True)
+            outs.pop(f"{name} [compile]", None)
         variant(name, size, frames_n, settings)
         if frames_n > chunk:
             outs.pop(name)  # long clips: no comparison, free the memory
@@ -287,6 +445,8 @@ def main() -> None:
             (args.out / "results.json").write_text(json.dumps({"rows": rows, "diffs": diffs}, indent=1))
     set_channels_last(pipe.unet, False)
     set_ff_chunking(pipe.unet, None)
+    decompile(pipe.unet)
+    decompile(pipe.vae)
 
     table = markdown(rows, diffs, device_name)
     print(table, flush=True)

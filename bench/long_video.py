@@ -20,7 +20,7 @@ StereoCrafter inpainting chunks), measuring the streaming's own RAM rather than 
 
 Usage (from the repository root; CPU is enough):
     python bench/long_video.py [--frames 300,1000,3000] [--work DIR] [--keep] [--mode depth-video|tiny-models]
-            [--chunk-frames N]
+            [--chunk-frames N] [--size WxH]
 
 ``--work`` defaults to a fresh temporary directory, removed at the end unless ``--keep``; with ``--keep`` a rerun
 with the same ``--work`` reuses the clips already there (they are checked by frame count).
@@ -293,6 +293,7 @@ def report(results: list[Result]) -> tuple[str, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global WIDTH, HEIGHT  # the clip writers and the output check read the size from here
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--frames", default="300,1000,3000", help="comma-separated frame counts (default 300,1000,3000)"
@@ -301,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory (and reuse its clips)")
     parser.add_argument("--mode", default="depth-video", choices=["depth-video", "tiny-models"])
     parser.add_argument("--chunk-frames", type=int, help="passed on to the converter (default: its own)")
+    parser.add_argument("--size", default="1280x720", help="clip size WxH (default 1280x720)")
     args = parser.parse_args(argv)
+    WIDTH, HEIGHT = (int(v) for v in args.size.split("x"))
     counts = sorted({int(n) for n in args.frames.split(",")})
     if args.work is not None:
         args.work.mkdir(parents=True, exist_ok=True)
