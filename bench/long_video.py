@@ -20,7 +20,7 @@ StereoCrafter inpainting chunks), measuring the streaming's own RAM rather than 
 
 Usage (from the repository root; CPU is enough):
     python bench/long_video.py [--frames 300,1000,3000] [--work DIR] [--keep] [--mode depth-video|tiny-models]
-            [--chunk-frames N] [--size WxH]
+            [--chunk-frames N] [--size WxH] [--device cpu|cuda]
 
 ``--work`` defaults to a fresh temporary directory, removed at the end unless ``--keep``; with ``--keep`` a rerun
 with the same ``--work`` reuses the clips already there (they are checked by frame count).
@@ -216,13 +216,13 @@ def _vm_rss(pid: int) -> int | None:
     return None
 
 
-def run_conversion(clip: Clip, output: Path, extra: list[str], log: Path) -> Result:
+def run_conversion(clip: Clip, output: Path, extra: list[str], log: Path, device: str = "cpu") -> Result:
     """Convert ``clip`` in a fresh child running this checkout's ``stereocrafter`` package; its wall time and
     memory (see the module docstring)."""
     for stale in (output, output.with_name(output.name + ".partial")):
         stale.unlink(missing_ok=True)
     shutil.rmtree(output.with_name(output.name + ".partial.d"), ignore_errors=True)  # no resume from an old run
-    command = [sys.executable, "-m", "stereocrafter", str(clip.source), "-o", str(output), "--device", "cpu", *extra]
+    command = [sys.executable, "-m", "stereocrafter", str(clip.source), "-o", str(output), "--device", device, *extra]
     samples: list[tuple[float, int]] = []
     with open(log, "w") as log_file:
         started = time.perf_counter()
@@ -303,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="depth-video", choices=["depth-video", "tiny-models"])
     parser.add_argument("--chunk-frames", type=int, help="passed on to the converter (default: its own)")
     parser.add_argument("--size", default="1280x720", help="clip size WxH (default 1280x720)")
+    parser.add_argument("--device", default="cpu", help="the converter's --device (default cpu)")
     args = parser.parse_args(argv)
     WIDTH, HEIGHT = (int(v) for v in args.size.split("x"))
     counts = sorted({int(n) for n in args.frames.split(",")})
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             clip = make_clip(work, frames, args.mode)
             output = work / f"out_{frames}.mp4"
             extra = mode_args(args.mode, clip, work) + extra_common
-            result = run_conversion(clip, output, extra, work / f"log_{frames}.txt")
+            result = run_conversion(clip, output, extra, work / f"log_{frames}.txt", args.device)
             check_output(output, frames)
             results.append(result)
             print(

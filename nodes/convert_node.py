@@ -34,7 +34,6 @@ CATEGORY = "StereoCrafter3D"
 # GPU working memory reserved when the models load (as VideoDepth / StereoInpaint at their defaults).
 _DEPTH_WORKING_BYTES = 8 * 1024**3
 _INPAINT_WORKING_BYTES = 6 * 1024**3
-_PROGRESS_RESOLUTION = 1000
 
 
 def video_file(video: Input.Video | None, video_path: str, name: str) -> Path:
@@ -221,12 +220,14 @@ class ConvertVideoTo3D(io.ComfyNode):
             )
         output, subfolder = output_path(filename_prefix, source, layout)
         passes = 2 if depth_stage is not None else 1
-        report = comfy_runtime.progress_reporter(_PROGRESS_RESOLUTION)
+        bars: list = []
 
         def on_progress(stage: str, done: int, total: int) -> None:
-            passes_done = 1 if stage == "stereo" and passes == 2 else 0
-            fraction = (passes_done + done / max(total, 1)) / passes
-            report(round(fraction * _PROGRESS_RESOLUTION), _PROGRESS_RESOLUTION)
+            # One bar in frames over both passes: the depth pass's frames, then the stereo pass's.
+            if not bars:
+                bars.append(comfy_runtime.progress_reporter(passes * total))
+            before = total if stage == "stereo" and passes == 2 else 0
+            bars[0](before + done, passes * total)
 
         convert_video(
             source,

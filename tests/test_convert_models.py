@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from test_convert import _decode, _encode
+from test_convert import CLIP, _decode, _encode
 from tiny_models import make_depthcrafter_folder, make_stereocrafter_folder, make_svd_folder
 
 from stereocrafter import convert as convert_module
@@ -214,3 +214,20 @@ def test_cli_compile_reaches_both_models_on_cuda(models, monkeypatch, one_torch_
     assert not is_compiled(depth.components.vae.encoder)
     assert inpaint.compiled and is_compiled(inpaint.unet) and is_compiled(inpaint.vae.decoder)
     assert not is_compiled(inpaint.vae.encoder)
+
+
+@pytest.mark.skipif(not CLIP.exists(), reason=f"{CLIP} is missing (the shared test clip)")
+def test_cli_on_the_davis_clip_with_tiny_models(models, tmp_path, one_torch_thread):
+    """The command on real footage: 70 frames of 960x540 at 24 fps, DepthCrafter depth, top-bottom. (Inpainting
+    through the command is tested above on a smaller clip: the tiny VAE at 960x576 on a CPU would take minutes.)"""
+    output = tmp_path / "rollercoaster_TB.mp4"
+    args = [str(CLIP), "-o", str(output), "--models", str(models), "--layout", "tb", "--depth-max-res", "256",
+            "--depth-steps", "1", "--no-inpaint", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    source, info = probe_video(CLIP), probe_video(output)
+    assert (info.frame_count, info.fps) == (source.frame_count, source.fps) == (70, Fraction(24))
+    assert (info.width, info.height) == (source.width, 2 * source.height)
+    packed, left = _decode(output), _decode(CLIP)
+    top, bottom = packed[:, : source.height], packed[:, source.height :]
+    assert (top - left).abs().mean() < 4 / 255  # left eye on top, re-encoded once
+    assert (bottom - left).abs().mean() > 4 * (top - left).abs().mean()  # the right eye is another view

@@ -61,9 +61,12 @@ def test_full_conversion_with_models_keeps_audio(comfy, comfy_server, clips, tin
         assert len(container.streams.audio) == 1, "the source's tone track is missing"
     progress = [m["data"] for m in result.messages if m["type"] == "progress"]
     assert progress and progress[-1]["value"] == progress[-1]["max"], progress[-3:]
-    # The depth pass is the first half of the bar and its denoising steps (2 here) move it; then the stereo pass.
+    # In frames over both passes (8 depth + 8 stereo); DepthCrafter's and StereoCrafter's steps (2 each) move it
+    # between the frames the passes finish.
+    assert progress[-1]["max"] == 2 * clips.frames, progress[-1]
     values = {p["value"] for p in progress}
-    assert any(0 < v < 500 for v in values) and any(500 < v <= 1000 for v in values), values
+    frames = clips.frames
+    assert any(0 < v < frames for v in values) and any(frames < v < 2 * frames for v in values), values
 
 
 def test_own_depth_video_anaglyph_without_inpainting(comfy, comfy_server, clips):
