@@ -115,13 +115,13 @@ class ConvertVideoTo3D(io.ComfyNode):
                     options=list(OUTPUT_LAYOUTS),
                     default="full SBS",
                     tooltip="Frame packing for 3D TVs/headsets, or a red-cyan anaglyph.",
-                ),  # fmt: skip
+                ),
                 io.Combo.Input(
                     "anaglyph_method",
                     options=list(ANAGLYPH_METHODS),
                     default="dubois",
                     tooltip="Anaglyph colour method (layout anaglyph only).",
-                ),  # fmt: skip
+                ),
                 io.Float.Input(
                     "max_disparity",
                     default=20.0,
@@ -129,13 +129,13 @@ class ConvertVideoTo3D(io.ComfyNode):
                     max=1000.0,
                     step=0.1,
                     tooltip="Largest shift, in disparity_unit (reference: 20 px).",
-                ),  # fmt: skip
+                ),
                 io.Combo.Input(
                     "disparity_unit",
                     options=list(DISPARITY_UNITS),
                     default="pixels",
                     tooltip="max_disparity in pixels or in percent of the width.",
-                ),  # fmt: skip
+                ),
                 io.Float.Input(
                     "convergence",
                     default=0.5,
@@ -143,7 +143,7 @@ class ConvertVideoTo3D(io.ComfyNode):
                     max=1.0,
                     step=0.01,
                     tooltip="Depth on the screen plane (0.5 = mid-depth).",
-                ),  # fmt: skip
+                ),
                 io.Boolean.Input("invert_depth", default=False, tooltip="Your depth video has far = bright."),
                 io.Int.Input("depth_steps", default=8, min=1, max=50, tooltip="DepthCrafter steps."),
                 io.Int.Input("inpaint_steps", default=8, min=1, max=50, tooltip="StereoCrafter steps."),
@@ -154,12 +154,12 @@ class ConvertVideoTo3D(io.ComfyNode):
                 io.Int.Input("crf", default=18, min=0, max=51, tooltip="Quality, lower is better."),
                 io.Int.Input(
                     "chunk_frames", default=16, min=1, max=512, tooltip="Frames in RAM at a time (and the resume step)."
-                ),  # fmt: skip
+                ),
                 io.String.Input(
                     "filename_prefix",
                     default="stereo3d/converted",
                     tooltip="Output file name start, under output/ (sub-folders allowed).",
-                ),  # fmt: skip
+                ),
             ],
             outputs=[io.String.Output(display_name="path", tooltip="The written stereo video file.")],
             is_output_node=True,

@@ -337,8 +337,8 @@ def convert_video(
     if depth_model is not None:
         depth_path = work_dir / DEPTH_FILE
         if progress["depth_range"] is None:
-            progress["depth_range"] = list(_estimate_depth(info, depth_model, depth_path, settings, report,
-                                                           interrupt))  # fmt: skip
+            bounds = _estimate_depth(info, depth_model, depth_path, settings, report, interrupt)
+            progress["depth_range"] = list(bounds)
             _write_json(work_dir / "progress.json", progress)
     elif progress["depth_range"] is None:
         progress["depth_range"] = list(depth_range(depth_path, settings.chunk_frames))
