@@ -21,7 +21,6 @@ from ..stereocrafter.convert import (
     work_paths,
 )
 from ..stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline
-from ..stereocrafter.disparity import DISPARITY_UNITS
 from ..stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
 from ..stereocrafter.stereo_warp import WarpSettings
 from ..stereocrafter.video_io import CODECS
@@ -29,6 +28,7 @@ from . import comfy_runtime
 from .depth_nodes import DepthCrafterModel
 from .inpaint_nodes import StereoCrafterModel
 from .managed_model import ManagedPipeline
+from .splat_node import parallax_inputs
 
 CATEGORY = "StereoCrafter3D"
 # GPU working memory reserved when the models load (as VideoDepth / StereoInpaint at their defaults).
@@ -122,28 +122,7 @@ class ConvertVideoTo3D(io.ComfyNode):
                     default="dubois",
                     tooltip="Anaglyph colour method (layout anaglyph only).",
                 ),
-                io.Float.Input(
-                    "max_disparity",
-                    default=20.0,
-                    min=0.0,
-                    max=1000.0,
-                    step=0.1,
-                    tooltip="Largest shift, in disparity_unit (reference: 20 px).",
-                ),
-                io.Combo.Input(
-                    "disparity_unit",
-                    options=list(DISPARITY_UNITS),
-                    default="pixels",
-                    tooltip="max_disparity in pixels or in percent of the width.",
-                ),
-                io.Float.Input(
-                    "convergence",
-                    default=0.5,
-                    min=0.0,
-                    max=1.0,
-                    step=0.01,
-                    tooltip="Depth on the screen plane (0.5 = mid-depth).",
-                ),
+                *parallax_inputs(),
                 io.Boolean.Input("invert_depth", default=False, tooltip="Your depth video has far = bright."),
                 io.Int.Input("depth_steps", default=8, min=1, max=50, tooltip="DepthCrafter steps."),
                 io.Int.Input("inpaint_steps", default=8, min=1, max=50, tooltip="StereoCrafter steps."),

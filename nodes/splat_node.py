@@ -17,6 +17,41 @@ CATEGORY = "StereoCrafter3D/stereo"
 _SPLAT_BYTES_PER_PIXEL = 160
 
 
+def parallax_inputs() -> list[io.Input]:
+    """``max_disparity``, ``disparity_unit`` and ``convergence``: how depth becomes parallax (ForwardSplat and
+    ConvertVideoTo3D)."""
+    return [
+        io.Float.Input(
+            "max_disparity",
+            default=20.0,
+            min=0.0,
+            max=1000.0,
+            step=0.1,
+            tooltip=(
+                "Largest shift of the nearest and farthest points, in the unit below. The total "
+                "parallax range is twice this. Reference: 20 px; comfortable: 1-3 % of width."
+            ),
+        ),
+        io.Combo.Input(
+            "disparity_unit",
+            options=list(DISPARITY_UNITS),
+            default="pixels",
+            tooltip="Whether max_disparity is in pixels or a percentage of the frame width.",
+        ),
+        io.Float.Input(
+            "convergence",
+            default=0.5,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip=(
+                "Normalised depth that sits on the screen plane (zero parallax). 0.5 = mid-depth "
+                "(reference); higher pushes the scene behind the screen, lower pops it out."
+            ),
+        ),
+    ]
+
+
 class ForwardSplat(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -39,34 +74,7 @@ class ForwardSplat(io.ComfyNode):
                         "different size is resized to the frames. Frame counts must match."
                     ),
                 ),
-                io.Float.Input(
-                    "max_disparity",
-                    default=20.0,
-                    min=0.0,
-                    max=1000.0,
-                    step=0.1,
-                    tooltip=(
-                        "Largest shift of the nearest and farthest points, in the unit below. The total "
-                        "parallax range is twice this. Reference: 20 px; comfortable: 1-3 % of width."
-                    ),
-                ),
-                io.Combo.Input(
-                    "disparity_unit",
-                    options=list(DISPARITY_UNITS),
-                    default="pixels",
-                    tooltip="Whether max_disparity is in pixels or a percentage of the frame width.",
-                ),
-                io.Float.Input(
-                    "convergence",
-                    default=0.5,
-                    min=0.0,
-                    max=1.0,
-                    step=0.01,
-                    tooltip=(
-                        "Normalised depth that sits on the screen plane (zero parallax). 0.5 = mid-depth "
-                        "(reference); higher pushes the scene behind the screen, lower pops it out."
-                    ),
-                ),
+                *parallax_inputs(),
                 io.Boolean.Input(
                     "invert",
                     default=False,
