@@ -819,7 +819,12 @@ class StereoInpaintPipeline:
 
     def _decode_window(self, latents: torch.Tensor, settings: InpaintSettings) -> torch.Tensor:
         """Temporal decode of [t, 4, h, w] in chunks → [t, 3, 8h, 8w] float32 0..1 on ``out_device``."""
-        parts = []
-        for _, chunk in iter_vae_decode(self.vae, latents, settings.decode_chunk):
-            parts.append((chunk.float() / 2 + 0.5).clamp(0, 1).to(self.out_device))
-        return torch.cat(parts)
+        # Filled in place: a list of chunks joined by torch.cat would hold the chunk's frames twice.
+        frames = torch.empty(
+            (latents.shape[0], 3, latents.shape[-2] * LATENT_FACTOR, latents.shape[-1] * LATENT_FACTOR),
+            dtype=torch.float32,
+            device=self.out_device,
+        )
+        for start, chunk in iter_vae_decode(self.vae, latents, settings.decode_chunk):
+            frames[start : start + chunk.shape[0]] = (chunk.float() / 2 + 0.5).clamp(0, 1)
+        return frames
