@@ -191,8 +191,9 @@ def mode_args(mode: str, clip: Clip, work: Path) -> list[str]:
 
     depth-video: the model-free path (your depth video, holes left black). tiny-models: the whole pipeline with tiny
     random weights (DepthCrafter depth into the lossless depth file, StereoCrafter inpainting in its temporal
-    chunks): the models' memory is tiny, so what is measured is the streaming's own RAM. DepthCrafter runs at
-    max_res 256 and one step of each model, to keep a 3000-frame run within minutes on a CPU.
+    chunks): the models' weights are tiny, so what is measured is the streaming's own RAM (on the CPU plus the tiny
+    models' activations, which are at full resolution in the VAE: use ``--size 640x360`` there). DepthCrafter runs at
+    max_res 256 and one step of each model: 3000 frames at 640x360 take about 40 minutes on a 2-core CPU.
     """
     if mode == "depth-video":
         return ["--depth", str(clip.depth), "--no-inpaint"]
