@@ -229,7 +229,7 @@ def _progress_reporter() -> tuple[ProgressFn, Callable[[], None]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the converter; returns the exit status."""
-    # Transparent huge pages for PyTorch's large CPU buffers (torch reads this at its first large allocation):
+    # Transparent huge pages for PyTorch's large CPU buffers (it must be set before the first frame is allocated):
     # whole frames and CPU model activations are allocated and freed per chunk, and 4 KiB pages made the kernel's
     # page faults cost as much time as the compute (bench/long_video.py: 1.6x faster on the CPU, lower peak RSS).
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
