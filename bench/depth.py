@@ -88,6 +88,7 @@ class Variant:
     decode_chunk: int = 8
     temporal_conv_2d: bool = False
     offload: bool = False
+    single_key: bool = False  # stereocrafter.single_key_attention (the pipeline's default; off = diffusers' kernels)
 
 
 VARIANTS = {
@@ -100,6 +101,17 @@ VARIANTS = {
     "opt_compile": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, cudnn_benchmark=True, compile_unet=True),
     # opt_2pass + regional compile of the UNet + compiled VAE encoder/decoder (node configuration + compile).
     "fast2c": Variant(batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True),
+    # The node configurations of today (single-key cross-attention), eager and compiled, and compiled + channels_last.
+    "opt2k": Variant(batch_cfg=False, ff_chunk_rows=1 << 16, single_key=True),
+    "fast2k": Variant(batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, single_key=True),
+    "fast2k_cl": Variant(
+        batch_cfg=False,
+        ff_chunk_rows=1 << 16,
+        compile_blocks=True,
+        compile_vae=True,
+        single_key=True,
+        channels_last=True,
+    ),
     "fastbc": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True),
     "fast2c_offload": Variant(
         batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, offload=True
@@ -209,6 +221,7 @@ def make_pipe(
         ff_chunk_rows=variant.ff_chunk_rows,
         temporal_conv_2d=variant.temporal_conv_2d,
         offload=variant.offload,
+        single_key_attention=variant.single_key,
     )
 
 
@@ -453,6 +466,17 @@ def levers(
     torch.cuda.empty_cache() if device.type == "cuda" else None
 
 
+def print_saved_diffs(save_dir: Path) -> int:
+    """Max abs difference of every depth saved by ``--save-dir`` against the faithful run of the same config."""
+    for path in sorted(save_dir.glob("*.pt")):
+        variant, _, config = path.stem.rpartition("_")
+        reference = save_dir / f"faithful_{config}.pt"
+        if variant != "faithful" and reference.exists():
+            diff = (torch.load(path) - torch.load(reference)).abs().max().item()
+            print(f"{variant:14} {config:6} max|d-faithful| {diff:.2e}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -464,6 +488,12 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--budget-s", type=float, default=540.0, help="skip runs that would start after this")
     parser.add_argument("--tiny", action="store_true", help="CPU dry run with tiny models and small frames")
+    parser.add_argument(
+        "--save-dir",
+        type=Path,
+        help="save each run's depth as VARIANT_CONFIG.pt here and diff against faithful_CONFIG.pt found there "
+        "(lets variants run in separate processes, e.g. one per GPU)",
+    )
     parser.add_argument("--probe", action="store_true", help="micro-benchmarks and kernel profiles first (GPU)")
     parser.add_argument("--levers", action="store_true", help="profile + speed levers of one UNet pass and decode")
     parser.add_argument("--levers-budget-s", type=float, default=400.0, help="stop starting levers after this")
@@ -477,7 +507,10 @@ def main() -> int:
         default="unet,decode,decode_compile,unet_compile",
         help="--levers groups: unet, decode, decode_compile, decode_dynamic, unet_compile",
     )
+    parser.add_argument("--diff-only", action="store_true", help="print max|d - faithful| of the runs in --save-dir")
     args = parser.parse_args()
+    if args.diff_only:
+        return print_saved_diffs(args.save_dir)
     t0 = time.perf_counter()
     if args.tiny:
         device, dtype = torch.device("cpu"), torch.float32
@@ -526,8 +559,14 @@ def main() -> int:
             depth, row = run_one(pipe, config, variant, frames, noise)
             diff = None
             faithful = outputs.get(("faithful", config_name))
+            if args.save_dir is not None:
+                args.save_dir.mkdir(parents=True, exist_ok=True)
+                torch.save(depth.cpu(), args.save_dir / f"{variant_name}_{config_name}.pt")
+                saved = args.save_dir / f"faithful_{config_name}.pt"
+                if faithful is None and variant_name != "faithful" and saved.exists():
+                    faithful = torch.load(saved)
             if faithful is not None:
-                diff = (depth - faithful).abs().max().item()
+                diff = (depth.cpu() - faithful.cpu()).abs().max().item()
             if variant_name == "faithful":
                 outputs[(variant_name, config_name)] = depth
             nan = int(torch.isnan(depth).sum())

@@ -52,6 +52,7 @@ from .depthcrafter_unet import (
     set_conv_memory_format,
     temporal_convs_as_2d,
 )
+from .single_key_attention import use_single_key_cross_attention
 from .svd_components import SVDComponents, load_svd_components
 from .svd_preprocess import (
     clip_image_embeds,
@@ -74,6 +75,8 @@ DEVIATIONS = (
     "be identical). reference_rng=True makes the single draw (same order: augmentation noise, then one window).",
     "VAE encode runs in the compute dtype by default (reference: fp32 when the pipeline is fp16, because of "
     "force_upcast); vae_encode_fp32=True restores it.",
+    "Cross-attention to the single CLIP token runs as to_out(to_v(context)) (single_key_attention; a softmax over one "
+    "key is 1): no query projection, SDPA or per-token output projection. Same math; fp16 GEMM rounding may differ.",
     "CFG: the cond and uncond UNet passes are batched in one call by default (batch_cfg); same math, kernel rounding "
     "may differ. batch_cfg=False runs two passes like the reference.",
     "The clip is never held on the GPU as a whole: resize, CLIP, VAE encode/decode and the final resize run in "
@@ -398,6 +401,8 @@ class VideoDepthPipeline:
         temporal_conv_2d: run the temporal (3, 1, 1) Conv3d layers of the UNet and VAE as 2-D convolutions (same
             math; see :func:`temporal_convs_as_2d`). Patches the modules in place. Measured SLOWER on an H100
             (2.52 vs 2.13 ms for a [1, 320, 70, 72, 128] fp16 conv), so off by default.
+        single_key_attention: compute the UNet's cross-attention to its one CLIP token as ``to_out(to_v(context))``
+            (same math, see :mod:`.single_key_attention`); False keeps diffusers' processor (the reference's kernels).
     """
 
     def __init__(
@@ -411,6 +416,7 @@ class VideoDepthPipeline:
         compile: bool = False,
         ff_chunk_rows: int | None = None,
         temporal_conv_2d: bool = False,
+        single_key_attention: bool = True,
     ) -> None:
         if unet.config.in_channels != 8:
             raise ValueError(
@@ -429,6 +435,7 @@ class VideoDepthPipeline:
         chunk_feed_forward(unet, ff_chunk_rows)
         temporal_convs_as_2d(unet, temporal_conv_2d)
         temporal_convs_as_2d(components.vae, temporal_conv_2d)
+        use_single_key_cross_attention(unet, single_key_attention)
         self.compiled = compile
         if compile:
             from .compiled_svd import compile_unet_blocks, compile_vae
