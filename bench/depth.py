@@ -89,6 +89,7 @@ class Variant:
     temporal_conv_2d: bool = False
     offload: bool = False
     single_key: bool = False  # stereocrafter.single_key_attention (the pipeline's default; off = diffusers' kernels)
+    fp8: bool = False  # stereocrafter.fp8_linear (opt-in, changes numerics; one way: run it last or in its own process)
 
 
 VARIANTS = {
@@ -111,6 +112,9 @@ VARIANTS = {
         compile_vae=True,
         single_key=True,
         channels_last=True,
+    ),
+    "fast2k_fp8": Variant(
+        batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, single_key=True, fp8=True
     ),
     "fastbc": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True),
     "fast2c_offload": Variant(
@@ -222,6 +226,7 @@ def make_pipe(
         temporal_conv_2d=variant.temporal_conv_2d,
         offload=variant.offload,
         single_key_attention=variant.single_key,
+        fp8=variant.fp8,
     )
 
 
