@@ -47,6 +47,7 @@ from stereocrafter.depthcrafter_unet import DepthCrafterUNet  # noqa: E402
 from stereocrafter.svd_components import SVDComponents  # noqa: E402
 
 GIB = 1024**3
+STAGES = ("clip", "vae_encode", "unet", "vae_decode")  # timed by VideoDepthPipeline(profile=True)
 
 SVD_SCHEDULER = SCHEDULER_CONFIG
 DEPTHCRAFTER_UNET = svd_unet_config(in_channels=8)
@@ -89,6 +90,8 @@ class Variant:
     temporal_conv_2d: bool = False
     offload: bool = False
     single_key: bool = False  # stereocrafter.single_key_attention (the pipeline's default; off = diffusers' kernels)
+    vae_channels_last: bool = False  # VAE 2-D conv weights in channels_last (inductor then keeps NHWC activations)
+    compile_mode: str | None = None  # torch.compile mode for the compiled variants (None = default)
     fp8: bool = False  # stereocrafter.fp8_linear (opt-in, changes numerics; one way: run it last or in its own process)
 
 
@@ -112,6 +115,31 @@ VARIANTS = {
         compile_vae=True,
         single_key=True,
         channels_last=True,
+    ),
+    "fast2k_vcl": Variant(
+        batch_cfg=False,
+        ff_chunk_rows=1 << 16,
+        compile_blocks=True,
+        compile_vae=True,
+        single_key=True,
+        vae_channels_last=True,
+    ),
+    "fast2k_ma": Variant(
+        batch_cfg=False,
+        ff_chunk_rows=1 << 16,
+        compile_blocks=True,
+        compile_vae=True,
+        single_key=True,
+        compile_mode="max-autotune-no-cudagraphs",
+    ),
+    "fast2k_fp8_ma": Variant(
+        batch_cfg=False,
+        ff_chunk_rows=1 << 16,
+        compile_blocks=True,
+        compile_vae=True,
+        single_key=True,
+        fp8=True,
+        compile_mode="max-autotune-no-cudagraphs",
     ),
     "fast2k_fp8": Variant(
         batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, single_key=True, fp8=True
@@ -208,26 +236,32 @@ def run_one(
 def make_pipe(
     unet: DepthCrafterUNet, svd: SVDComponents, variant: Variant, device: torch.device, dtype: torch.dtype
 ) -> VideoDepthPipeline:
-    from stereocrafter.compiled_svd import compile_vae, decompile
+    from stereocrafter.compiled_svd import compile_unet_blocks, compile_vae, decompile
+    from stereocrafter.depthcrafter_unet import set_conv_memory_format
 
     torch.backends.cudnn.benchmark = variant.cudnn_benchmark
     decompile(unet)
     decompile(svd.vae)
-    if variant.compile_vae:
-        compile_vae(svd.vae)  # encoder and decoder; the pipeline's compile=True compiles the UNet blocks + decoder
-    return VideoDepthPipeline(
+    compile_blocks = variant.compile_unet or variant.compile_blocks  # compile_unet: now the same regional compile
+    pipe = VideoDepthPipeline(
         unet,
         svd,
         device=device,
         dtype=dtype,
         channels_last=variant.channels_last,
-        compile=variant.compile_unet or variant.compile_blocks,  # compile_unet: now the same regional compile
+        compile=compile_blocks and variant.compile_mode is None,  # UNet blocks + VAE decoder, default mode
         ff_chunk_rows=variant.ff_chunk_rows,
         temporal_conv_2d=variant.temporal_conv_2d,
         offload=variant.offload,
         single_key_attention=variant.single_key,
         fp8=variant.fp8,
     )
+    set_conv_memory_format(svd.vae, torch.channels_last if variant.vae_channels_last else torch.contiguous_format)
+    if compile_blocks and variant.compile_mode is not None:
+        compile_unet_blocks(unet, mode=variant.compile_mode)
+    if variant.compile_vae:
+        compile_vae(svd.vae, mode=variant.compile_mode)  # encoder and decoder
+    return pipe
 
 
 def cuda_ms(fn: object, iters: int = 5) -> float:
@@ -579,7 +613,8 @@ def main() -> int:
             print(
                 f"{variant_name:12} {config.name:20} {spf:.3f} s/frame  total {row['total']:.1f} s  "
                 f"peak {row['peak_gb']:.2f} GiB  split "
-                + " ".join(f"{k}={row.get(k, 0):.2f}" for k in ("clip", "vae_encode", "unet", "vae_decode"))
+                + " ".join(f"{k}={row.get(k, 0):.2f}" for k in STAGES)
+                + f" other={row['total'] - sum(row.get(k, 0) for k in STAGES):.2f}"
                 + f"  unet_peak {row['unet_peak_gb']:.2f} dec_peak {row['decode_peak_gb']:.2f}"
                 + f" enc_peak {row['encode_peak_gb']:.2f}"
                 + (f"  max|d-faithful| {diff:.2e}" if diff is not None else "")

@@ -305,6 +305,18 @@ def test_nan_frames(pipe: VideoDepthPipeline) -> None:
         pipe(frames, fast())
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_non_finite_pixels_are_found_anywhere(value: float, dtype: torch.dtype) -> None:
+    frames = torch.rand(40, 33, 47, 3, dtype=dtype)
+    assert check_frames(frames) is frames
+    for where in [(0, 0, 0, 0), (17, 20, 31, 1), (39, 32, 46, 2)]:  # vectorised lanes, odd tails, the last element
+        bad = frames.clone()
+        bad[where] = value
+        with pytest.raises(ValueError, match=rf"NaN or infinite values \(frames \[{where[0]}\]\)"):
+            check_frames(bad)
+
+
 def test_channel_variants() -> None:
     assert check_frames(torch.rand(2, 8, 8, 1)).shape == (2, 8, 8, 3)
     assert check_frames(torch.rand(2, 8, 8, 4)).shape == (2, 8, 8, 3)
