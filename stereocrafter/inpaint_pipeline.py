@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from diffusers import EulerDiscreteScheduler
 
 from .inpaint_unet import check_inpaint_unet, load_inpaint_unet
+from .single_key_attention import use_single_key_cross_attention
 from .svd_components import CLIP_MEAN, CLIP_STD, SVDComponents, load_svd_components
 from .svd_preprocess import clip_image_embeds, iter_vae_decode, module_device_dtype, module_dtype, vae_encode_chunks
 from .temporal_chunks import Chunk, SeamMode, plan_chunks
@@ -365,6 +366,9 @@ class StereoInpaintPipeline:
         image_encoder: SVD's ``CLIPVisionModelWithProjection``.
         scheduler_config: SVD's ``scheduler_config.json`` (Euler, v-prediction, Karras).
         clip_mean, clip_std, clip_size: CLIP input normalisation.
+        single_key_attention: compute the UNet's cross-attention to its one CLIP token as ``to_out(to_v(context))``
+            (same math, see :mod:`.single_key_attention`; installed on ``unet`` in place); False keeps diffusers'
+            processor, as the reference runs it.
 
     The modules may be anywhere; computation runs on the UNet's device (VAE and CLIP are expected there too —
     use :meth:`to`). Weights dtype is the caller's choice (fp16 as in the reference).
@@ -379,8 +383,10 @@ class StereoInpaintPipeline:
         clip_mean: tuple[float, ...] = CLIP_MEAN,
         clip_std: tuple[float, ...] = CLIP_STD,
         clip_size: int = 224,
+        single_key_attention: bool = True,
     ) -> None:
         check_inpaint_unet(unet)
+        use_single_key_cross_attention(unet, single_key_attention)
         self.unet = unet
         self.vae = vae
         self.image_encoder = image_encoder

@@ -148,6 +148,17 @@ def test_deterministic_per_seed(pipe: StereoInpaintPipeline) -> None:
     assert not torch.equal(a, c)
 
 
+def test_single_key_attention_is_the_same_math() -> None:
+    """The pipeline's default cross-attention shortcut against diffusers' processor, CFG on (zero negative token)."""
+    images, mask = make_inputs(3, 40, 72)
+    settings = InpaintSettings(steps=2, tiles=(1, 1), guidance_scale=1.2, composite=False, quantize_8bit=False)
+    shortcut = StereoInpaintPipeline(tiny_unet(9), tiny_vae(), tiny_clip(), SCHEDULER_CONFIG)
+    default = StereoInpaintPipeline(tiny_unet(9), tiny_vae(), tiny_clip(), SCHEDULER_CONFIG, single_key_attention=False)
+    torch.testing.assert_close(
+        shortcut(images, mask, settings, seed=1), default(images, mask, settings, seed=1), atol=1e-5, rtol=0
+    )
+
+
 @pytest.mark.parametrize("tiles", [(1, 1), (2, 2), (3, 3), (1, 3)])
 def test_tile_counts_run(pipe: StereoInpaintPipeline, tiles: tuple[int, int]) -> None:
     images, mask = make_inputs(2, 150, 190)  # padded to 192 x 192: 24 x 24 latents
