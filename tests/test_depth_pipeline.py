@@ -506,7 +506,7 @@ def test_stream_input_errors(pipe: VideoDepthPipeline) -> None:
 
 
 def test_compile_marks_unet_blocks_and_decoder(model_dirs: tuple[Path, Path]) -> None:
-    """compile=True compiles the UNet's repeated blocks and the VAE decoder (not the encoder, CLIP or the rest),
+    """compile=True compiles the UNet's repeated blocks and the VAE encoder and decoder (not CLIP or the rest),
     after the feed-forward chunking (made shareable between blocks). No compiled graph runs here."""
     from stereocrafter.compiled_svd import UNET_BLOCK_CLASSES, RowChunkedFeedForward, is_compiled
 
@@ -520,4 +520,19 @@ def test_compile_marks_unet_blocks_and_decoder(model_dirs: tuple[Path, Path]) ->
     assert len(compiled) == sum(type(m).__name__ in UNET_BLOCK_CLASSES for m in unet.modules())
     feed_forwards = [m for m in unet.modules() if isinstance(m, RowChunkedFeedForward)]
     assert feed_forwards and all(m.max_rows == 7 for m in feed_forwards)
-    assert is_compiled(svd.vae.decoder) and not is_compiled(svd.vae.encoder) and not is_compiled(svd.image_encoder)
+    assert is_compiled(svd.vae.decoder) and is_compiled(svd.vae.encoder) and not is_compiled(svd.image_encoder)
+
+
+def test_compiled_encoder_sees_one_chunk_shape(model_dirs: tuple[Path, Path]) -> None:
+    """When compiled, a short last encode chunk is padded to the chunk size (one compiled shape): same latents."""
+    pipe = VideoDepthPipeline.from_folders(*model_dirs, dtype=torch.float32, device="cpu")
+    batches: list[int] = []
+    pipe.components.vae.encoder.register_forward_hook(lambda _m, args, _o: batches.append(args[0].shape[0]))
+    frames, settings = clip(7), fast(encode_chunk_size=3)
+    plain = pipe(frames, settings)
+    assert batches == [3, 3, 1]
+    batches.clear()
+    pipe.compiled = True  # the flag alone: compiling itself takes minutes on a CPU
+    padded = pipe(frames, settings)
+    assert batches == [3, 3, 3]
+    torch.testing.assert_close(padded, plain, atol=1e-4, rtol=0)  # batched-kernel rounding, as encode_chunk_size
