@@ -92,7 +92,6 @@ class Variant:
     single_key: bool = False  # stereocrafter.single_key_attention (the pipeline's default; off = diffusers' kernels)
     vae_channels_last: bool = False  # VAE 2-D conv weights in channels_last (inductor then keeps NHWC activations)
     compile_mode: str | None = None  # torch.compile mode for the compiled variants (None = default)
-    fp8: bool = False  # stereocrafter.fp8_linear (opt-in, changes numerics; one way: run it last or in its own process)
 
 
 VARIANTS = {
@@ -131,18 +130,6 @@ VARIANTS = {
         compile_vae=True,
         single_key=True,
         compile_mode="max-autotune-no-cudagraphs",
-    ),
-    "fast2k_fp8_ma": Variant(
-        batch_cfg=False,
-        ff_chunk_rows=1 << 16,
-        compile_blocks=True,
-        compile_vae=True,
-        single_key=True,
-        fp8=True,
-        compile_mode="max-autotune-no-cudagraphs",
-    ),
-    "fast2k_fp8": Variant(
-        batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, single_key=True, fp8=True
     ),
     "fastbc": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True),
     "fast2c_offload": Variant(
@@ -254,7 +241,6 @@ def make_pipe(
         temporal_conv_2d=variant.temporal_conv_2d,
         offload=variant.offload,
         single_key_attention=variant.single_key,
-        fp8=variant.fp8,
     )
     set_conv_memory_format(svd.vae, torch.channels_last if variant.vae_channels_last else torch.contiguous_format)
     if compile_blocks and variant.compile_mode is not None:
@@ -577,23 +563,22 @@ def main() -> int:
     for variant_name, config_names in plan:
         variant = VARIANTS[variant_name]
         pipe = make_pipe(unet, svd, variant, device, dtype)
-        # Warm-up: allocator and kernels; a compiled UNet is warmed on the first config's real shapes (1 step) so the
-        # timed runs do not include compilation.
-        if variant.compile_unet or variant.compile_blocks or variant.compile_vae:
-            first = CONFIGS[config_names[0]]
-            start = time.perf_counter()
-            warm_settings = replace(first.settings, num_inference_steps=1, batch_cfg=variant.batch_cfg)
-            pipe(test_frames(first.frames, args.height, args.width), warm_settings)
-            stats = dict(torch._dynamo.utils.counters["stats"])
-            print(f"{variant_name}: compile + warm-up {time.perf_counter() - start:.0f} s, dynamo {stats}", flush=True)
-        else:
-            pipe(warm, DepthSettings(window_size=8, overlap=2, num_inference_steps=1))
+        if not (variant.compile_unet or variant.compile_blocks or variant.compile_vae):
+            pipe(warm, DepthSettings(window_size=8, overlap=2, num_inference_steps=1))  # allocator and kernels
         for config_name in config_names:
             if time.perf_counter() - t0 > args.budget_s:
                 print(f"budget reached: skipping {variant_name}/{config_name}")
                 continue
             config = CONFIGS[config_name]
             frames = test_frames(config.frames, args.height, args.width)
+            if variant.compile_unet or variant.compile_blocks or variant.compile_vae:
+                # Compile (first config) or recompile (new window/chunk shapes) on this config's shapes, 1 step, so
+                # the timed run does not include compilation.
+                start = time.perf_counter()
+                warm_settings = replace(config.settings, num_inference_steps=1, batch_cfg=variant.batch_cfg)
+                pipe(frames, warm_settings)
+                stats = dict(torch._dynamo.utils.counters["stats"])
+                print(f"{variant_name}/{config_name}: compile + warm-up {time.perf_counter() - start:.0f} s, {stats}")
             noise = tuple(n.to(dtype) for n in preset_noise(config.frames, size, config.settings.window_size))
             depth, row = run_one(pipe, config, variant, frames, noise)
             diff = None

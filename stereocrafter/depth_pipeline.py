@@ -52,7 +52,6 @@ from .depthcrafter_unet import (
     set_conv_memory_format,
     temporal_convs_as_2d,
 )
-from .fp8_linear import fp8_supported, use_fp8_linear
 from .single_key_attention import use_single_key_cross_attention
 from .svd_components import SVDComponents, load_svd_components
 from .svd_preprocess import (
@@ -397,15 +396,12 @@ class VideoDepthPipeline:
         compile: ``torch.compile`` the UNet's repeated blocks and the VAE encoder and decoder in place (speed lever
             for CUDA; see :mod:`.compiled_svd`): on an H100 a UNet pass 951 -> 663 ms, a decode of 8 frames 751 -> 292
             ms, output changed by fp16 rounding only. The first call of every new shape compiles (minutes). Applied
-            after the other levers (``ff_chunk_rows``, ``temporal_conv_2d``, ``fp8``).
+            after the other levers (``ff_chunk_rows``, ``temporal_conv_2d``).
         ff_chunk_rows: run the UNet's feed-forwards on at most this many tokens at a time (memory lever, same math;
             see :func:`chunk_feed_forward`).
         temporal_conv_2d: run the temporal (3, 1, 1) Conv3d layers of the UNet and VAE as 2-D convolutions (same
             math; see :func:`temporal_convs_as_2d`). Patches the modules in place. Measured SLOWER on an H100
             (2.52 vs 2.13 ms for a [1, 320, 70, 72, 128] fp16 conv), so off by default.
-        fp8: run the UNet's transformer linears as fp8 products (:mod:`.fp8_linear`; CUDA compute capability 8.9+,
-            best with ``compile``). CHANGES the output (a few % per product), so never a default; one way (the
-            UNet's fp16 linear weights are replaced).
         single_key_attention: compute the UNet's cross-attention to its one CLIP token as ``to_out(to_v(context))``
             (same math, see :mod:`.single_key_attention`); False keeps diffusers' processor (the reference's kernels).
     """
@@ -422,7 +418,6 @@ class VideoDepthPipeline:
         ff_chunk_rows: int | None = None,
         temporal_conv_2d: bool = False,
         single_key_attention: bool = True,
-        fp8: bool = False,
     ) -> None:
         if unet.config.in_channels != 8:
             raise ValueError(
@@ -432,11 +427,6 @@ class VideoDepthPipeline:
         self.unet = unet
         self.components = components
         self.device = torch.device(device) if device is not None else default_device()
-        if fp8 and self.device.type != "cpu" and not fp8_supported(self.device):  # the CPU runs it slowly (tests)
-            raise ValueError(
-                "fp8 needs an NVIDIA GPU of compute capability 8.9 or newer (RTX 40xx, L4/L40, H100...); "
-                f"the device is {self.device}. Turn fp8 off."
-            )
         self.dtype = dtype
         self.offload = offload
         home = torch.device("cpu") if offload else self.device
@@ -447,9 +437,6 @@ class VideoDepthPipeline:
         temporal_convs_as_2d(unet, temporal_conv_2d)
         temporal_convs_as_2d(components.vae, temporal_conv_2d)
         use_single_key_cross_attention(unet, single_key_attention)
-        self.fp8 = fp8
-        if fp8:
-            use_fp8_linear(unet)
         self.compiled = compile
         if compile:
             from .compiled_svd import compile_unet_blocks, compile_vae

@@ -251,21 +251,6 @@ def test_single_key_attention_is_the_same_math(model_dirs: tuple[Path, Path]) ->
     torch.testing.assert_close(shortcut(frames, fast()), default(frames, fast()), atol=1e-5, rtol=0)
 
 
-def test_fp8_option(model_dirs: tuple[Path, Path]) -> None:
-    """fp8 is opt-in and changes the output a little (CPU: torch._scaled_mm runs there too, slowly)."""
-    from stereocrafter.fp8_linear import Fp8Linear
-
-    frames = clip(5)
-    plain = VideoDepthPipeline.from_folders(*model_dirs, dtype=torch.float32, device="cpu")(frames, fast())
-    pipeline = VideoDepthPipeline.from_folders(*model_dirs, dtype=torch.float32, device="cpu", fp8=True)
-    assert any(isinstance(m, Fp8Linear) for m in pipeline.unet.modules())
-    depth = pipeline(frames, fast())
-    assert depth.shape == plain.shape and torch.isfinite(depth).all()
-    assert 0 < (depth - plain).abs().max() < 0.25
-    with pytest.raises(ValueError, match="compute capability 8.9"):
-        VideoDepthPipeline.from_folders(*model_dirs, dtype=torch.float32, device="meta", fp8=True)
-
-
 def test_offload_and_profile(parts: tuple[DepthCrafterUNet, SVDComponents]) -> None:
     pipeline = VideoDepthPipeline(*parts, device="cpu", dtype=torch.float32, offload=True)
     depth = pipeline(clip(5), fast(), profile=True)
