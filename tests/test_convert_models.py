@@ -211,7 +211,7 @@ def test_cli_compile_reaches_both_models_on_cuda(models, monkeypatch, one_torch_
     depth_stage, inpaint_stage = _cli_stages(models, "--compile", "--device", "cuda", "--precision", "fp32")
     depth, inpaint = depth_stage.load(), inpaint_stage.load()
     assert depth.compiled and is_compiled(depth.unet) and is_compiled(depth.components.vae.decoder)
-    assert not is_compiled(depth.components.vae.encoder)
+    assert is_compiled(depth.components.vae.encoder)  # padded to one shape per clip; inpainting's tiles vary
     assert inpaint.compiled and is_compiled(inpaint.unet) and is_compiled(inpaint.vae.decoder)
     assert not is_compiled(inpaint.vae.encoder)
 
