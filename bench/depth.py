@@ -115,6 +115,7 @@ VARIANTS = {
         single_key=True,
         channels_last=True,
     ),
+    "fastbk": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, single_key=True),
     "fast2k_vcl": Variant(
         batch_cfg=False,
         ff_chunk_rows=1 << 16,
