@@ -92,6 +92,7 @@ class Variant:
     single_key: bool = False  # stereocrafter.single_key_attention (the pipeline's default; off = diffusers' kernels)
     vae_channels_last: bool = False  # VAE 2-D conv weights in channels_last (inductor then keeps NHWC activations)
     compile_mode: str | None = None  # torch.compile mode for the compiled variants (None = default)
+    compile_whole_unet: bool = False  # torch.compile the whole UNet (one graph) instead of its blocks
 
 
 VARIANTS = {
@@ -114,6 +115,18 @@ VARIANTS = {
         compile_vae=True,
         single_key=True,
         channels_last=True,
+    ),
+    # Not measured yet: the whole UNet as one graph (fusions across block boundaries), and with CUDA graphs.
+    "fast2k_whole": Variant(
+        batch_cfg=False, ff_chunk_rows=1 << 16, compile_vae=True, single_key=True, compile_whole_unet=True
+    ),
+    "fast2k_whole_ro": Variant(
+        batch_cfg=False,
+        ff_chunk_rows=1 << 16,
+        compile_vae=True,
+        single_key=True,
+        compile_whole_unet=True,
+        compile_mode="reduce-overhead",
     ),
     "fastbk": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, single_key=True),
     "fast2k_vcl": Variant(
@@ -224,7 +237,7 @@ def run_one(
 def make_pipe(
     unet: DepthCrafterUNet, svd: SVDComponents, variant: Variant, device: torch.device, dtype: torch.dtype
 ) -> VideoDepthPipeline:
-    from stereocrafter.compiled_svd import compile_unet_blocks, compile_vae, decompile
+    from stereocrafter.compiled_svd import compile_unet_blocks, compile_vae, decompile, shareable_ff_chunking
     from stereocrafter.depthcrafter_unet import set_conv_memory_format
 
     torch.backends.cudnn.benchmark = variant.cudnn_benchmark
@@ -246,6 +259,9 @@ def make_pipe(
     set_conv_memory_format(svd.vae, torch.channels_last if variant.vae_channels_last else torch.contiguous_format)
     if compile_blocks and variant.compile_mode is not None:
         compile_unet_blocks(unet, mode=variant.compile_mode)
+    if variant.compile_whole_unet:
+        shareable_ff_chunking(unet)  # a per-module functools.partial would be guarded by identity
+        unet.compile(mode=variant.compile_mode)
     if variant.compile_vae:
         compile_vae(svd.vae, mode=variant.compile_mode)  # encoder and decoder
     return pipe
@@ -564,7 +580,7 @@ def main() -> int:
     for variant_name, config_names in plan:
         variant = VARIANTS[variant_name]
         pipe = make_pipe(unet, svd, variant, device, dtype)
-        if not (variant.compile_unet or variant.compile_blocks or variant.compile_vae):
+        if not (variant.compile_unet or variant.compile_blocks or variant.compile_vae or variant.compile_whole_unet):
             pipe(warm, DepthSettings(window_size=8, overlap=2, num_inference_steps=1))  # allocator and kernels
         for config_name in config_names:
             if time.perf_counter() - t0 > args.budget_s:
@@ -572,7 +588,7 @@ def main() -> int:
                 continue
             config = CONFIGS[config_name]
             frames = test_frames(config.frames, args.height, args.width)
-            if variant.compile_unet or variant.compile_blocks or variant.compile_vae:
+            if variant.compile_unet or variant.compile_blocks or variant.compile_vae or variant.compile_whole_unet:
                 # Compile (first config) or recompile (new window/chunk shapes) on this config's shapes, 1 step, so
                 # the timed run does not include compilation.
                 start = time.perf_counter()
