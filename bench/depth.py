@@ -95,6 +95,10 @@ class Variant:
     compile_whole_unet: bool = False  # torch.compile the whole UNet (one graph) instead of its blocks
 
 
+# opt_2pass without cudnn.benchmark + single-key cross-attention + compiled UNet blocks and VAE: the node configuration
+# with compile=True.
+FAST2K = Variant(batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, single_key=True)
+
 VARIANTS = {
     # The reference's way: CFG as two passes, fp32 VAE encode, nothing else.
     "faithful": Variant(batch_cfg=False, vae_encode_fp32=True),
@@ -105,46 +109,16 @@ VARIANTS = {
     "opt_compile": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, cudnn_benchmark=True, compile_unet=True),
     # opt_2pass + regional compile of the UNet + compiled VAE encoder/decoder (node configuration + compile).
     "fast2c": Variant(batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True),
-    # The node configurations of today (single-key cross-attention), eager and compiled, and compiled + channels_last.
+    # The node configurations of today (single-key cross-attention), eager and compiled, and levers on top of fast2k.
     "opt2k": Variant(batch_cfg=False, ff_chunk_rows=1 << 16, single_key=True),
-    "fast2k": Variant(batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, single_key=True),
-    "fast2k_cl": Variant(
-        batch_cfg=False,
-        ff_chunk_rows=1 << 16,
-        compile_blocks=True,
-        compile_vae=True,
-        single_key=True,
-        channels_last=True,
-    ),
+    "fast2k": FAST2K,
+    "fast2k_cl": replace(FAST2K, channels_last=True),
+    "fast2k_vcl": replace(FAST2K, vae_channels_last=True),
+    "fast2k_ma": replace(FAST2K, compile_mode="max-autotune-no-cudagraphs"),
+    "fastbk": replace(FAST2K, batch_cfg=True),
     # Not measured yet: the whole UNet as one graph (fusions across block boundaries), and with CUDA graphs.
-    "fast2k_whole": Variant(
-        batch_cfg=False, ff_chunk_rows=1 << 16, compile_vae=True, single_key=True, compile_whole_unet=True
-    ),
-    "fast2k_whole_ro": Variant(
-        batch_cfg=False,
-        ff_chunk_rows=1 << 16,
-        compile_vae=True,
-        single_key=True,
-        compile_whole_unet=True,
-        compile_mode="reduce-overhead",
-    ),
-    "fastbk": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, single_key=True),
-    "fast2k_vcl": Variant(
-        batch_cfg=False,
-        ff_chunk_rows=1 << 16,
-        compile_blocks=True,
-        compile_vae=True,
-        single_key=True,
-        vae_channels_last=True,
-    ),
-    "fast2k_ma": Variant(
-        batch_cfg=False,
-        ff_chunk_rows=1 << 16,
-        compile_blocks=True,
-        compile_vae=True,
-        single_key=True,
-        compile_mode="max-autotune-no-cudagraphs",
-    ),
+    "fast2k_whole": replace(FAST2K, compile_blocks=False, compile_whole_unet=True),
+    "fast2k_whole_ro": replace(FAST2K, compile_blocks=False, compile_whole_unet=True, compile_mode="reduce-overhead"),
     "fastbc": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True),
     "fast2c_offload": Variant(
         batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, offload=True
