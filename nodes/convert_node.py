@@ -20,10 +20,10 @@ from ..stereocrafter.convert import (
     convert_video,
     work_paths,
 )
-from ..stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline
+from ..stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size, working_memory_bytes
 from ..stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
 from ..stereocrafter.stereo_warp import WarpSettings
-from ..stereocrafter.video_io import CODECS
+from ..stereocrafter.video_io import CODECS, probe_video
 from . import comfy_runtime
 from .depth_nodes import DepthCrafterModel
 from .inpaint_nodes import StereoCrafterModel
@@ -31,8 +31,7 @@ from .managed_model import ManagedPipeline
 from .splat_node import parallax_inputs
 
 CATEGORY = "StereoCrafter3D"
-# GPU working memory reserved when the models load (as VideoDepth / StereoInpaint at their defaults).
-_DEPTH_WORKING_BYTES = 8 * 1024**3
+# GPU working memory reserved when the inpainting model loads (as StereoInpaint at its defaults).
 _INPAINT_WORKING_BYTES = 6 * 1024**3
 
 
@@ -187,7 +186,11 @@ class ConvertVideoTo3D(io.ComfyNode):
         if depthcrafter is not None:
             # Two guidance passes, as the VideoDepth node (same output, less GPU memory).
             depth_settings = DepthSettings(num_inference_steps=depth_steps, seed=seed, batch_cfg=False)
-            load_depth = lambda: _load_stage(depthcrafter, _DEPTH_WORKING_BYTES)  # noqa: E731
+            info = probe_video(source)
+            size = processing_size(info.height, info.width, depth_settings.max_res)
+            frames = info.frame_count or depth_settings.window_size
+            working = working_memory_bytes(size, frames, depth_settings, depthcrafter.pipeline.dtype)
+            load_depth = lambda: _load_stage(depthcrafter, working)  # noqa: E731
             depth_stage = DepthStage(load_depth, depth_settings, depthcrafter.model_id)
         inpaint_stage = None
         if stereocrafter is not None:

@@ -6,7 +6,7 @@ import comfy.model_management as model_management
 import torch
 from comfy_api.latest import io
 
-from ..stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size
+from ..stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size, working_memory_bytes
 from ..stereocrafter.depthcrafter_unet import load_depthcrafter_unet
 from ..stereocrafter.model_sources import DEPTHCRAFTER, SVD
 from ..stereocrafter.svd_components import load_svd_components
@@ -18,8 +18,6 @@ from .model_folders import resolve_model_dir
 CATEGORY = "StereoCrafter3D/depth"
 DepthCrafterModel = io.Custom("SC3D_DEPTHCRAFTER")
 
-# GPU working memory of one 70-frame window at 1024x576 beyond the weights (measured peak minus weights, rounded up).
-_WINDOW_BYTES_1024x576x70 = 8 * 1024**3
 _FF_CHUNK_ROWS = 1 << 16
 
 
@@ -158,10 +156,9 @@ class VideoDepth(io.ComfyNode):
         )
         if images.ndim != 4 or images.shape[0] == 0:
             raise ValueError(f"images must be a non-empty batch [frames, H, W, 3], got shape {tuple(images.shape)}.")
-        height, width = processing_size(images.shape[1], images.shape[2], max_res)
-        scale = height * width / (1024 * 576) * min(window_size, images.shape[0]) / 70
-        device = depthcrafter.load(int(_WINDOW_BYTES_1024x576x70 * scale))
         pipeline: VideoDepthPipeline = depthcrafter.pipeline
+        size = processing_size(images.shape[1], images.shape[2], max_res)
+        device = depthcrafter.load(working_memory_bytes(size, images.shape[0], settings, pipeline.dtype))
         pipeline.device = device
 
         total = VideoDepthPipeline.num_progress_steps(images.shape[0], settings)

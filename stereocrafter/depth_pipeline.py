@@ -185,6 +185,35 @@ def effective_window(num_frames: int, window_size: int, overlap: int) -> tuple[i
     return window_size, overlap
 
 
+# GPU memory beyond the weights at 1024x576 in fp16 (bench/README.md, H200, the eager node configuration with
+# feed-forward row chunks of 65 536): VAE encode of 8 frames (+ CLIP), one 70-frame UNet pass, temporal decode of
+# 8 frames. The decode needs the most; compiled, each stage needs less (4.6 / 5.9 / 6.9 GiB).
+_MEASURED_GIB = {"encode": 6.9, "unet": 6.3, "decode": 9.1}
+
+
+def working_memory_bytes(
+    size: tuple[int, int], num_frames: int, settings: DepthSettings, dtype: torch.dtype = torch.float16
+) -> int:
+    """GPU memory one run needs beyond the weights, for a memory manager to free (ComfyUI's ``load_models_gpu``).
+
+    The largest stage, scaled from measurements at 1024x576 by pixels, frames per call and element size, plus 10 %:
+    the UNet by the window (doubled by batched CFG), the encode and decode by their chunk sizes.
+
+    Args:
+        size: processing size (h, w), see :func:`processing_size`.
+        num_frames: clip length (a window never holds more).
+    """
+    pixels = size[0] * size[1] / (1024 * 576)
+    element = torch.finfo(dtype).bits / 16
+    window = effective_window(num_frames, settings.window_size, settings.overlap)[0]
+    cfg_batch = 2 if settings.do_cfg and settings.batch_cfg else 1
+    encode = _MEASURED_GIB["encode"] * min(settings.encode_chunk_size, num_frames) / 8
+    encode *= 2 if settings.vae_encode_fp32 else 1
+    unet = _MEASURED_GIB["unet"] * window / 70 * cfg_batch
+    decode = _MEASURED_GIB["decode"] * min(settings.decode_chunk_size, num_frames) / 8
+    return int(1.1 * max(encode, unet, decode) * pixels * element * 1024**3)
+
+
 def plan_windows(num_frames: int, window_size: int, overlap: int) -> list[tuple[int, int]]:
     """[start, end) frame ranges of the sliding windows, as the reference's loop makes them.
 

@@ -22,6 +22,7 @@ from stereocrafter.depth_pipeline import (
     rotate_window_noise,
     scale_model_input,
     stitch_window,
+    working_memory_bytes,
 )
 from stereocrafter.depthcrafter_unet import (
     DepthCrafterUNet,
@@ -281,6 +282,21 @@ def test_tiny_and_large_inputs(pipe: VideoDepthPipeline) -> None:
 def test_bad_frames(frames: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         check_frames(frames)  # type: ignore[arg-type]
+
+
+def test_working_memory_estimate() -> None:
+    """Bytes a memory manager must free beyond the weights: at least what was measured on the GPU (bench/README.md:
+    the eager decode stage peaked 13.29 GiB with 4.20 GiB of weights at 1024x576, fp16), and it scales sensibly."""
+    gib = 1024**3
+    sc = DepthSettings(batch_cfg=False)
+    base = working_memory_bytes((576, 1024), 70, sc)
+    assert 13.29 - 4.20 <= base / gib <= 12
+    assert working_memory_bytes((576, 1024), 70, sc, torch.float32) == pytest.approx(2 * base, rel=1e-6)
+    assert working_memory_bytes((1152, 2048), 70, sc) == pytest.approx(4 * base, rel=1e-6)
+    assert working_memory_bytes((576, 1024), 3, sc) < base  # a 3-frame clip decodes 3 frames at a time
+    # A long window with batched guidance makes the UNet the largest stage (measured: 16.69 - 4.20 GiB at 70 frames).
+    batched = working_memory_bytes((576, 1024), 200, DepthSettings(window_size=110, batch_cfg=True))
+    assert batched / gib >= (16.69 - 4.20) * 110 / 70
 
 
 def test_nan_frames(pipe: VideoDepthPipeline) -> None:
