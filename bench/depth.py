@@ -94,6 +94,11 @@ class Variant:
     compile_mode: str | None = None  # torch.compile mode for the compiled variants (None = default)
     compile_whole_unet: bool = False  # torch.compile the whole UNet (one graph) instead of its blocks
 
+    @property
+    def compiles(self) -> bool:
+        """Whether any module is compiled (the first call of every shape then compiles)."""
+        return self.compile_unet or self.compile_blocks or self.compile_vae or self.compile_whole_unet
+
 
 # opt_2pass without cudnn.benchmark + single-key cross-attention + compiled UNet blocks and VAE: the node configuration
 # with compile=True.
@@ -554,7 +559,7 @@ def main() -> int:
     for variant_name, config_names in plan:
         variant = VARIANTS[variant_name]
         pipe = make_pipe(unet, svd, variant, device, dtype)
-        if not (variant.compile_unet or variant.compile_blocks or variant.compile_vae or variant.compile_whole_unet):
+        if not variant.compiles:
             pipe(warm, DepthSettings(window_size=8, overlap=2, num_inference_steps=1))  # allocator and kernels
         for config_name in config_names:
             if time.perf_counter() - t0 > args.budget_s:
@@ -562,7 +567,7 @@ def main() -> int:
                 continue
             config = CONFIGS[config_name]
             frames = test_frames(config.frames, args.height, args.width)
-            if variant.compile_unet or variant.compile_blocks or variant.compile_vae or variant.compile_whole_unet:
+            if variant.compiles:
                 # Compile (first config) or recompile (new window/chunk shapes) on this config's shapes, 1 step, so
                 # the timed run does not include compilation.
                 start = time.perf_counter()
