@@ -93,6 +93,9 @@ class Variant:
     vae_channels_last: bool = False  # VAE 2-D conv weights in channels_last (inductor then keeps NHWC activations)
     compile_mode: str | None = None  # torch.compile mode for the compiled variants (None = default)
     compile_whole_unet: bool = False  # torch.compile the whole UNet (one graph) instead of its blocks
+    compile_options: tuple[tuple[str, object], ...] = ()  # Inductor options of the compiled variants (not with mode)
+    frames_major: bool = True  # compiled: stereocrafter.frames_major_blocks in the UNet and VAE encoder (the default)
+    frames_major_decoder: bool = False  # ... and in the VAE decoder (faster, +2 GiB peak)
 
     @property
     def compiles(self) -> bool:
@@ -121,9 +124,15 @@ VARIANTS = {
     "fast2k_vcl": replace(FAST2K, vae_channels_last=True),
     "fast2k_ma": replace(FAST2K, compile_mode="max-autotune-no-cudagraphs"),
     "fastbk": replace(FAST2K, batch_cfg=True),
-    # Not measured yet: the whole UNet as one graph (fusions across block boundaries), and with CUDA graphs.
+    # Not measured yet: the whole UNet as one graph (fusions across block boundaries), and with CUDA graphs;
+    # Inductor's coordinate-descent tuning of its Triton kernels' launch configurations.
     "fast2k_whole": replace(FAST2K, compile_blocks=False, compile_whole_unet=True),
     "fast2k_whole_ro": replace(FAST2K, compile_blocks=False, compile_whole_unet=True, compile_mode="reduce-overhead"),
+    "fast2k_cdt": replace(FAST2K, compile_options=(("coordinate_descent_tuning", True),)),
+    # fast2k as before frames_major_blocks: diffusers' blocks and GroupNorm compiled as they are; and with the
+    # frames-major decoder too (measured 2026-11-30 as "fast2k" in the third call, before the decoder was opt-in).
+    "fast2k_permute": replace(FAST2K, frames_major=False),
+    "fast2k_fmdec": replace(FAST2K, frames_major_decoder=True),
     "fastbc": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True),
     "fast2c_offload": Variant(
         batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, offload=True
@@ -218,32 +227,67 @@ def make_pipe(
 ) -> VideoDepthPipeline:
     from stereocrafter.compiled_svd import compile_unet_blocks, compile_vae, decompile, shareable_ff_chunking
     from stereocrafter.depthcrafter_unet import set_conv_memory_format
+    from stereocrafter.frames_major_blocks import use_frames_major_blocks
 
     torch.backends.cudnn.benchmark = variant.cudnn_benchmark
     decompile(unet)
     decompile(svd.vae)
     compile_blocks = variant.compile_unet or variant.compile_blocks  # compile_unet: now the same regional compile
+    pipe_compiles = compile_blocks and variant.compile_mode is None and not variant.compile_options
     pipe = VideoDepthPipeline(
         unet,
         svd,
         device=device,
         dtype=dtype,
         channels_last=variant.channels_last,
-        compile=compile_blocks and variant.compile_mode is None,  # UNet blocks + VAE decoder, default mode
+        compile=pipe_compiles,  # UNet blocks + VAE encoder and decoder, default mode
         ff_chunk_rows=variant.ff_chunk_rows,
         temporal_conv_2d=variant.temporal_conv_2d,
         offload=variant.offload,
         single_key_attention=variant.single_key,
     )
     set_conv_memory_format(svd.vae, torch.channels_last if variant.vae_channels_last else torch.contiguous_format)
-    if compile_blocks and variant.compile_mode is not None:
-        compile_unet_blocks(unet, mode=variant.compile_mode)
+    options = dict(variant.compile_options) or None
+    if compile_blocks and not pipe_compiles:
+        compile_unet_blocks(unet, mode=variant.compile_mode, options=options)
     if variant.compile_whole_unet:
         shareable_ff_chunking(unet)  # a per-module functools.partial would be guarded by identity
-        unet.compile(mode=variant.compile_mode)
-    if variant.compile_vae:
-        compile_vae(svd.vae, mode=variant.compile_mode)  # encoder and decoder
+        unet.compile(mode=variant.compile_mode, options=options)
+    if variant.compile_vae and not pipe_compiles:
+        compile_vae(svd.vae, mode=variant.compile_mode, options=options)  # encoder and decoder
+    if not variant.frames_major:
+        use_frames_major_blocks(unet, enable=False)
+        use_frames_major_blocks(svd.vae, enable=False)
+    if variant.frames_major_decoder:
+        use_frames_major_blocks(svd.vae.decoder)  # before the first call: the decoder compiles lazily
+    pipe.compiled = pipe.compiled or variant.compiles  # pads the encoder's last chunk to one compiled shape
     return pipe
+
+
+@torch.inference_mode()
+def profile_stages(unet: DepthCrafterUNet, svd: SVDComponents, size: tuple[int, int], frames: int, top: int) -> None:
+    """Kernel profile of ONE UNet pass (one window of ``frames``, one CFG half, as the pipeline calls it) and ONE
+    8-frame decode chunk, through the modules as the last variant left them (compiled graphs included)."""
+    device = next(unet.parameters()).device
+    dtype = next(unet.parameters()).dtype
+    h, w = size[0] // 8, size[1] // 8
+    gen = torch.Generator(device).manual_seed(0)
+    sample = torch.randn(1, frames, 8, h, w, generator=gen, device=device).to(dtype)
+    emb = torch.randn(1, frames, unet.config.cross_attention_dim, generator=gen, device=device).to(dtype)
+    ids = torch.tensor([[7.0, 127.0, 0.02]], device=device, dtype=dtype)
+    t = torch.tensor(0.75, device=device)
+    lat = torch.randn(8, 4, h, w, generator=gen, device=device).to(dtype)
+
+    def unet_pass() -> torch.Tensor:
+        return unet(sample, t, encoder_hidden_states=emb, added_time_ids=ids, return_dict=False)[0]
+
+    def decode() -> torch.Tensor:
+        return svd.vae.decode(lat, num_frames=8).sample
+
+    for label, fn, per in (("UNet pass", unet_pass, frames), ("decode 8 frames", decode, 8)):
+        ms = time_ms(fn)
+        print(f"{label}: {ms:.1f} ms ({ms / per:.2f} ms/frame)", flush=True)
+        kernel_profile(fn, top=top, label=label)
 
 
 def cuda_ms(fn: object, iters: int = 5) -> float:
@@ -528,6 +572,12 @@ def main() -> int:
         default="unet,decode,decode_compile,unet_compile",
         help="--levers groups: unet, decode, decode_compile, decode_dynamic, unet_compile",
     )
+    parser.add_argument(
+        "--profile-kernels",
+        type=int,
+        default=0,
+        help="after each variant, profile one UNet pass and one decode chunk and print this many top kernels",
+    )
     parser.add_argument("--diff-only", action="store_true", help="print max|d - faithful| of the runs in --save-dir")
     args = parser.parse_args()
     if args.diff_only:
@@ -603,6 +653,8 @@ def main() -> int:
                 flush=True,
             )
             rows.append((variant_name, config_name, row, diff))
+        if args.profile_kernels:
+            profile_stages(unet, svd, size, CONFIGS["sc70"].settings.window_size, args.profile_kernels)
         del pipe
         gc.collect()
         if device.type == "cuda":

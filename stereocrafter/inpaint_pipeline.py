@@ -434,7 +434,9 @@ class StereoInpaintPipeline:
         the default processor's memory-efficient attention needs no chunking)."""
         from .compiled_svd import compile_unet_blocks, compile_vae
 
-        compile_unet_blocks(self.unet)
+        # diffusers' blocks as measured for this pipeline (frames_major_blocks: measured for the depth pipeline only;
+        # tiles batched in the UNet would make its temporal GEMMs copy their frame slices).
+        compile_unet_blocks(self.unet, frames_major=False)
         compile_vae(self.vae, encoder=False)  # the encoder is cheap
         self.compiled = True
         return self

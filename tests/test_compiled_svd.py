@@ -4,6 +4,7 @@ compiled, that decompile restores them, and that the class-level feed-forward ch
 from __future__ import annotations
 
 import torch
+from diffusers.models.resnet import SpatioTemporalResBlock
 from tiny_models import tiny_unet_config, tiny_vae
 
 from stereocrafter.compiled_svd import (
@@ -15,6 +16,7 @@ from stereocrafter.compiled_svd import (
     shareable_ff_chunking,
 )
 from stereocrafter.depthcrafter_unet import DepthCrafterUNet, chunk_feed_forward
+from stereocrafter.frames_major_blocks import FramesMajorSpatioTemporalResBlock
 
 
 def _unet() -> DepthCrafterUNet:
@@ -49,9 +51,13 @@ def test_compile_and_decompile_mark_modules(one_torch_thread: None) -> None:
     assert not is_compiled(unet)
     count = compile_unet_blocks(unet)
     assert count > 0 and is_compiled(unet)
+    blocks = [m for m in unet.modules() if isinstance(m, SpatioTemporalResBlock)]
+    assert blocks and all(getattr(m, "_compiled_call_impl", None) is not None for m in blocks)  # swapped AND compiled
+    assert all(type(m) is FramesMajorSpatioTemporalResBlock for m in blocks)
     assert torch._dynamo.config.recompile_limit >= 256
     assert any(isinstance(m, RowChunkedFeedForward) for m in unet.modules())
     assert decompile(unet) == count and not is_compiled(unet)
+    assert all(type(m) is SpatioTemporalResBlock for m in blocks)  # diffusers' classes back
     assert compile_vae(vae, encoder=False, max_attention_elements=1 << 20) == 1
     assert is_compiled(vae.decoder) and not is_compiled(vae.encoder)
     processors = {id(m.processor) for m in vae.modules() if hasattr(m, "processor")}

@@ -509,7 +509,10 @@ def test_stream_input_errors(pipe: VideoDepthPipeline) -> None:
 def test_compile_marks_unet_blocks_and_decoder(model_dirs: tuple[Path, Path]) -> None:
     """compile=True compiles the UNet's repeated blocks and the VAE encoder and decoder (not CLIP or the rest),
     after the feed-forward chunking (made shareable between blocks). No compiled graph runs here."""
-    from stereocrafter.compiled_svd import UNET_BLOCK_CLASSES, RowChunkedFeedForward, is_compiled
+    from diffusers.models.resnet import SpatioTemporalResBlock
+
+    from stereocrafter.compiled_svd import RowChunkedFeedForward, is_compiled, is_unet_block
+    from stereocrafter.frames_major_blocks import FramesMajorSpatioTemporalResBlock, SplitGroupNorm
 
     unet, svd = load_depthcrafter_unet(model_dirs[0], torch.float32), load_svd_components(model_dirs[1], torch.float32)
     eager = VideoDepthPipeline(unet, svd, device="cpu", dtype=torch.float32, ff_chunk_rows=7)
@@ -517,8 +520,17 @@ def test_compile_marks_unet_blocks_and_decoder(model_dirs: tuple[Path, Path]) ->
     pipe = VideoDepthPipeline(unet, svd, device="cpu", dtype=torch.float32, compile=True, ff_chunk_rows=7)
     assert pipe.compiled
     compiled = [m for m in unet.modules() if getattr(m, "_compiled_call_impl", None) is not None]
-    assert {type(m).__name__ for m in compiled} == set(UNET_BLOCK_CLASSES)
-    assert len(compiled) == sum(type(m).__name__ in UNET_BLOCK_CLASSES for m in unet.modules())
+    assert {type(m).__name__ for m in compiled} == {
+        "FramesMajorSpatioTemporalResBlock",
+        "TransformerSpatioTemporalModel",
+    }
+    assert len(compiled) == sum(is_unet_block(m) for m in unet.modules())
+    assert all(type(m) is not SpatioTemporalResBlock for m in unet.modules())  # every one swapped, none left out
+    # The encoder's norms are swapped; the decoder keeps diffusers' blocks (the frames-major decoder is opt-in: +2 GiB)
+    assert all(type(m) is SplitGroupNorm for m in svd.vae.encoder.modules() if isinstance(m, torch.nn.GroupNorm))
+    assert not any(
+        isinstance(m, (FramesMajorSpatioTemporalResBlock, SplitGroupNorm)) for m in svd.vae.decoder.modules()
+    )
     feed_forwards = [m for m in unet.modules() if isinstance(m, RowChunkedFeedForward)]
     assert feed_forwards and all(m.max_rows == 7 for m in feed_forwards)
     assert is_compiled(svd.vae.decoder) and is_compiled(svd.vae.encoder) and not is_compiled(svd.image_encoder)

@@ -1,0 +1,192 @@
+"""SVD building blocks rewritten for ``torch.compile``: no layout permutes, GroupNorm statistics in two stages.
+
+Why (measured on an H200, bench/README.md "Frames-major compiled blocks"): Inductor compiles diffusers' blocks into a
+few very slow kernels. ``SpatioTemporalResBlock`` permutes its frames-major [B·T, C, H, W] activations to [B, C, T, H,
+W] for the temporal ResNet (GroupNorm over C/G × T × H × W, a (3, 1, 1) ``Conv3d``) and back; and every ``nn.GroupNorm``
+becomes ONE reduction per (sample, group) row, fused with the pass that applies it. A batch-1 clip's temporal norm has
+32 such rows of millions of elements, a decoder chunk's spatial norm 256: too few programs to fill the GPU (one 2.4 GB
+norm of the decoder took 12.8 ms, about 20 times its memory traffic).
+
+Here:
+
+- :func:`group_norm` computes partial statistics over many short rows (``[rows, groups, splits]``), combines them
+  exactly (mean of means; mean of variances plus the variance of the means: equal-size parts), then applies them in a
+  separate element-wise pass. ``frames > 1`` normalises that many consecutive samples together: the temporal norm of
+  the [B, C, T, H, W] view, computed on the frames-major tensor without moving it.
+- :func:`temporal_conv` runs a (k, 1, 1) ``Conv3d`` on the frames-major tensor as k batched GEMMs ([C_out, C_in] ×
+  [C_in, H·W] per frame), each added into the output shifted by its frame offset (zeros beyond the clip's ends).
+- :class:`FramesMajorSpatioTemporalResBlock` is ``SpatioTemporalResBlock`` with its temporal half and its mixing done
+  that way; :class:`SplitGroupNorm` is ``nn.GroupNorm`` through :func:`group_norm`.
+
+Same math as diffusers' modules (tests compare them in float64); in fp16 only the rounding differs: the taps of the
+temporal convolution are rounded to fp16 before their sum. Meant for compiled models: eagerly these run more kernels
+than the modules they replace. :func:`use_frames_major_blocks` swaps them in (and back) by class, in place.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.resnet import SpatioTemporalResBlock, TemporalResnetBlock
+
+# Partial-statistics rows to aim for: a few per streaming multiprocessor on current GPUs (132 on an H100/H200).
+TARGET_ROWS = 4096
+MIN_SPLIT_LENGTH = 1024  # do not split a row into parts shorter than this
+
+
+def _split_count(rows: int, length: int) -> int:
+    """How many equal parts to cut each of ``rows`` reduction rows of ``length`` elements into (a power of two)."""
+    splits = 1
+    while rows * splits < TARGET_ROWS and length % (2 * splits) == 0 and length // (2 * splits) >= MIN_SPLIT_LENGTH:
+        splits *= 2
+    return splits
+
+
+def group_norm(
+    x: torch.Tensor,
+    num_groups: int,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+    frames: int = 1,
+) -> torch.Tensor:
+    """GroupNorm of ``x`` [N, C, *spatial] (contiguous, any float dtype; statistics in float32 or wider).
+
+    ``frames`` > 1 normalises each run of ``frames`` consecutive samples together: for ``x`` = the frames-major
+    [B·T, C, H, W] activations and ``frames`` = T, the result is ``nn.GroupNorm`` of the [B, C, T, H, W] view, laid
+    out frames-major. Returns a tensor of ``x``'s shape and dtype.
+    """
+    n, channels = x.shape[0], x.shape[1]
+    if channels % num_groups or n % frames:
+        raise ValueError(f"group_norm: {channels} channels / {num_groups} groups, {n} samples / {frames} frames")
+    length = x[0].numel() // num_groups
+    splits = _split_count(n * num_groups, length)
+    stats_dtype = torch.promote_types(x.dtype, torch.float32)
+    parts = x.reshape(n // frames, frames, num_groups, splits, length // splits).to(stats_dtype)
+    part_var, part_mean = torch.var_mean(parts, dim=-1, unbiased=False)  # [B, T, G, S]
+    mean = part_mean.mean(dim=(1, 3), keepdim=True)
+    var = (part_var + (part_mean - mean).square()).mean(dim=(1, 3), keepdim=True)  # [B, 1, G, 1]
+    scale = torch.rsqrt(var + eps)
+    shift = -mean * scale
+    if weight is not None:
+        per_channel = weight.to(stats_dtype).view(1, 1, num_groups, -1)  # [1, 1, G, C/G]
+        scale, shift = scale * per_channel, shift * per_channel
+    if bias is not None:
+        shift = shift + bias.to(stats_dtype).view(1, 1, num_groups, -1)
+    grouped = x.reshape(n // frames, frames, num_groups, channels // num_groups, -1)
+    out = grouped.to(stats_dtype) * scale.unsqueeze(-1) + shift.unsqueeze(-1)
+    return out.to(x.dtype).view(x.shape)
+
+
+class SplitGroupNorm(torch.nn.GroupNorm):
+    """``nn.GroupNorm`` through :func:`group_norm` (same math; statistics in two stages). Inputs are made contiguous
+    first: on CUDA a 1×1 convolution returns channels-last activations (its weight's strides read as both formats)
+    and the residual sums after it stay so; compiled, that one copy is far cheaper than the native norm's kernels."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 3:
+            return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        return group_norm(x.contiguous(), self.num_groups, self.weight, self.bias, self.eps)
+
+
+def _is_temporal_kernel(conv: torch.nn.Conv3d) -> bool:
+    k = conv.kernel_size[0]
+    return (
+        conv.kernel_size[1:] == (1, 1)
+        and k % 2 == 1
+        and conv.padding == (k // 2, 0, 0)
+        and conv.stride == (1, 1, 1)
+        and conv.dilation == (1, 1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+    )
+
+
+def temporal_conv(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
+    """``conv`` (a (k, 1, 1) ``Conv3d`` over [B, C, T, H, W]) applied to frames-major ``x`` [B·T, C_in, H, W].
+
+    Returns [B·T, C_out, H, W] in ``x``'s dtype, frames-major: output frame t = Σ_j W_j · x[t + j − k//2] + bias, with
+    zeros beyond the clip's ends (the ``Conv3d``'s padding). Each tap is one batched GEMM over the frames it reaches,
+    added into the output (one output-sized temporary at a time, not k). Other Conv3d shapes run the module itself.
+    """
+    n, c_in, height, width = x.shape
+    batch = n // frames
+    if not _is_temporal_kernel(conv):
+        clip = x.reshape(batch, frames, c_in, height, width).permute(0, 2, 1, 3, 4)
+        out = conv(clip)
+        return out.permute(0, 2, 1, 3, 4).reshape(n, -1, height, width)
+    k, pad = conv.kernel_size[0], conv.padding[0]
+    taps = conv.weight[:, :, :, 0, 0]  # [C_out, C_in, k]
+    clip = x.reshape(batch, frames, c_in, height * width)
+    out = torch.matmul(taps[:, :, pad], clip)  # the centre tap: [B, T, C_out, H·W]
+    if conv.bias is not None:
+        out = out + conv.bias.view(1, 1, -1, 1)
+    for j in range(k):
+        shift = j - pad  # output frame t reads input frame t + shift
+        if shift == 0 or abs(shift) >= frames:
+            continue
+        if shift > 0:  # output frames [0, T - shift) from input frames [shift, T)
+            out = out + F.pad(torch.matmul(taps[:, :, j], clip[:, shift:]), (0, 0, 0, 0, 0, shift))
+        else:  # output frames [-shift, T) from input frames [0, T + shift)
+            out = out + F.pad(torch.matmul(taps[:, :, j], clip[:, : frames + shift]), (0, 0, 0, 0, -shift, 0))
+    return out.reshape(n, -1, height, width)
+
+
+def temporal_resnet_frames_major(
+    block: TemporalResnetBlock, x: torch.Tensor, temb: torch.Tensor | None, frames: int
+) -> torch.Tensor:
+    """``TemporalResnetBlock`` on frames-major ``x`` [B·T, C, H, W] (``temb`` [B·T, D] or None) → [B·T, C_out, H, W]."""
+    act = block.nonlinearity
+    norm1, norm2 = block.norm1, block.norm2
+    h = act(group_norm(x, norm1.num_groups, norm1.weight, norm1.bias, norm1.eps, frames))
+    h = temporal_conv(h, block.conv1, frames)
+    if block.time_emb_proj is not None:
+        h = h + block.time_emb_proj(act(temb))[:, :, None, None]
+    h = act(group_norm(h, norm2.num_groups, norm2.weight, norm2.bias, norm2.eps, frames))
+    h = temporal_conv(block.dropout(h), block.conv2, frames)
+    shortcut = x if block.conv_shortcut is None else temporal_conv(x, block.conv_shortcut, frames)
+    return shortcut + h
+
+
+class FramesMajorSpatioTemporalResBlock(SpatioTemporalResBlock):
+    """``SpatioTemporalResBlock`` without the [B, C, T, H, W] round trip: the temporal ResNet and the alpha mixing run
+    on the frames-major activations. Same inputs and outputs: [B·T, C, H, W], ``temb`` [B·T, D] or None,
+    ``image_only_indicator`` [B, T]."""
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        temb: torch.Tensor | None = None,
+        image_only_indicator: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        frames = image_only_indicator.shape[-1]
+        spatial = self.spatial_res_block(hidden_states, temb).contiguous()  # see SplitGroupNorm
+        temporal = temporal_resnet_frames_major(self.temporal_res_block, spatial, temb, frames)
+        mixer = self.time_mixer
+        alpha = mixer.get_alpha(image_only_indicator, 5).to(spatial.dtype)  # [B, 1, T, 1, 1], or one value
+        if alpha.dim() == 5:
+            alpha = alpha.permute(0, 2, 1, 3, 4).reshape(-1, 1, 1, 1)  # one per frame, frames-major
+        if mixer.switch_spatial_to_temporal_mix:
+            alpha = 1.0 - alpha
+        return alpha * spatial + (1.0 - alpha) * temporal
+
+
+_SWAPS = {
+    SpatioTemporalResBlock: FramesMajorSpatioTemporalResBlock,
+    torch.nn.GroupNorm: SplitGroupNorm,
+}
+
+
+def use_frames_major_blocks(model: torch.nn.Module, enable: bool = True) -> int:
+    """Swap (``enable``) or restore the classes of ``model``'s ``SpatioTemporalResBlock`` and ``nn.GroupNorm``
+    modules in place (same parameters, same math). Call before the first compiled call: a compiled graph keeps the
+    code it traced. Returns the number of modules changed."""
+    pairs = _SWAPS.items() if enable else [(new, old) for old, new in _SWAPS.items()]
+    count = 0
+    for module in model.modules():
+        for old, new in pairs:
+            if type(module) is old:
+                module.__class__ = new
+                count += 1
+                break
+    return count
