@@ -264,10 +264,12 @@ def make_pipe(
     return pipe
 
 
-@torch.inference_mode()
-def profile_stages(unet: DepthCrafterUNet, svd: SVDComponents, size: tuple[int, int], frames: int, top: int) -> None:
-    """Kernel profile of ONE UNet pass (one window of ``frames``, one CFG half, as the pipeline calls it) and ONE
-    8-frame decode chunk, through the modules as the last variant left them (compiled graphs included)."""
+def one_pass_inputs(
+    unet: DepthCrafterUNet, size: tuple[int, int], frames: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
+    """Seeded inputs of ONE UNet pass (one window of ``frames``, one CFG half): sample [1, frames, 8, h/8, w/8], the
+    timestep, CLIP embeddings [1, frames, D], time ids [1, 3], on the UNet's device and dtype; and the generator, for
+    more draws (e.g. decoder latents)."""
     device = next(unet.parameters()).device
     dtype = next(unet.parameters()).dtype
     h, w = size[0] // 8, size[1] // 8
@@ -275,8 +277,15 @@ def profile_stages(unet: DepthCrafterUNet, svd: SVDComponents, size: tuple[int, 
     sample = torch.randn(1, frames, 8, h, w, generator=gen, device=device).to(dtype)
     emb = torch.randn(1, frames, unet.config.cross_attention_dim, generator=gen, device=device).to(dtype)
     ids = torch.tensor([[7.0, 127.0, 0.02]], device=device, dtype=dtype)
-    t = torch.tensor(0.75, device=device)
-    lat = torch.randn(8, 4, h, w, generator=gen, device=device).to(dtype)
+    return sample, torch.tensor(0.75, device=device), emb, ids, gen
+
+
+@torch.inference_mode()
+def profile_stages(unet: DepthCrafterUNet, svd: SVDComponents, size: tuple[int, int], frames: int, top: int) -> None:
+    """Kernel profile of ONE UNet pass (one window of ``frames``, one CFG half, as the pipeline calls it) and ONE
+    8-frame decode chunk, through the modules as the last variant left them (compiled graphs included)."""
+    sample, t, emb, ids, gen = one_pass_inputs(unet, size, frames)
+    lat = torch.randn(8, 4, size[0] // 8, size[1] // 8, generator=gen, device=sample.device).to(sample.dtype)
 
     def unet_pass() -> torch.Tensor:
         return unet(sample, t, encoder_hidden_states=emb, added_time_ids=ids, return_dict=False)[0]
@@ -358,12 +367,7 @@ def levers(
     device = next(unet.parameters()).device
     dtype = next(unet.parameters()).dtype
     h, w = size[0] // 8, size[1] // 8
-    cross = unet.config.cross_attention_dim
-    gen = torch.Generator(device).manual_seed(0)
-    sample = torch.randn(1, frames, 8, h, w, generator=gen, device=device).to(dtype)
-    emb = torch.randn(1, frames, cross, generator=gen, device=device).to(dtype)
-    ids = torch.tensor([[7.0, 127.0, 0.02]], device=device, dtype=dtype)
-    t = torch.tensor(0.25 * 3.0, device=device)
+    sample, t, emb, ids, gen = one_pass_inputs(unet, size, frames)
     print(
         f"levers: weights UNet {module_gib(unet):.2f} GiB, VAE {module_gib(svd.vae):.2f}, "
         f"CLIP {module_gib(svd.image_encoder):.2f}; UNet input {tuple(sample.shape)}",

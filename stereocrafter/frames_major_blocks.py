@@ -86,7 +86,12 @@ class SplitGroupNorm(torch.nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 3:
             return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
-        return group_norm(x.contiguous(), self.num_groups, self.weight, self.bias, self.eps)
+        return _norm(self, x.contiguous())
+
+
+def _norm(norm: torch.nn.GroupNorm, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
+    """:func:`group_norm` with ``norm``'s groups, affine parameters and eps."""
+    return group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps, frames)
 
 
 def _is_temporal_kernel(conv: torch.nn.Conv3d) -> bool:
@@ -137,12 +142,11 @@ def temporal_resnet_frames_major(
 ) -> torch.Tensor:
     """``TemporalResnetBlock`` on frames-major ``x`` [B·T, C, H, W] (``temb`` [B·T, D] or None) → [B·T, C_out, H, W]."""
     act = block.nonlinearity
-    norm1, norm2 = block.norm1, block.norm2
-    h = act(group_norm(x, norm1.num_groups, norm1.weight, norm1.bias, norm1.eps, frames))
+    h = act(_norm(block.norm1, x, frames))
     h = temporal_conv(h, block.conv1, frames)
     if block.time_emb_proj is not None:
         h = h + block.time_emb_proj(act(temb))[:, :, None, None]
-    h = act(group_norm(h, norm2.num_groups, norm2.weight, norm2.bias, norm2.eps, frames))
+    h = act(_norm(block.norm2, h, frames))
     h = temporal_conv(block.dropout(h), block.conv2, frames)
     shortcut = x if block.conv_shortcut is None else temporal_conv(x, block.conv_shortcut, frames)
     return shortcut + h
