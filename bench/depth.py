@@ -133,6 +133,9 @@ VARIANTS = {
     # frames-major decoder too (measured 2026-11-30 as "fast2k" in the third call, before the decoder was opt-in).
     "fast2k_permute": replace(FAST2K, frames_major=False),
     "fast2k_fmdec": replace(FAST2K, frames_major_decoder=True),
+    # ... with Inductor's C++ wrapper (launches from C++, not Python; the UNet pass had ~4 % launch gaps). Measured
+    # 2026-12-01: UNet 9.12 vs 9.02 s, no gain, and 418 s to compile instead of 274.
+    "fast2k_fmdec_cpp": replace(FAST2K, frames_major_decoder=True, compile_options=(("cpp_wrapper", True),)),
     "fastbc": Variant(batch_cfg=True, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True),
     "fast2c_offload": Variant(
         batch_cfg=False, ff_chunk_rows=1 << 16, compile_blocks=True, compile_vae=True, offload=True

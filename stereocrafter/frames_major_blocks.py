@@ -14,13 +14,14 @@ Here:
   separate element-wise pass. ``frames > 1`` normalises that many consecutive samples together: the temporal norm of
   the [B, C, T, H, W] view, computed on the frames-major tensor without moving it.
 - :func:`temporal_conv` runs a (k, 1, 1) ``Conv3d`` on the frames-major tensor as k batched GEMMs ([C_out, C_in] ×
-  [C_in, H·W] per frame), each added into the output shifted by its frame offset (zeros beyond the clip's ends).
+  [C_in, H·W] per frame), each accumulating into the output frames its frame offset reaches (zeros beyond the clip's
+  ends), inside one custom op (:func:`temporal_taps`) so that no tap needs a buffer of its own.
 - :class:`FramesMajorSpatioTemporalResBlock` is ``SpatioTemporalResBlock`` with its temporal half and its mixing done
   that way; :class:`SplitGroupNorm` is ``nn.GroupNorm`` through :func:`group_norm`.
 
-Same math as diffusers' modules (tests compare them in float64); in fp16 only the rounding differs: the taps of the
-temporal convolution are rounded to fp16 before their sum. Meant for compiled models: eagerly these run more kernels
-than the modules they replace. :func:`use_frames_major_blocks` swaps them in (and back) by class, in place.
+Same math as diffusers' modules (tests compare them in float64); in fp16 only the rounding differs: the temporal
+convolution's output is rounded to fp16 after each tap is added. Meant for compiled models: eagerly these run more
+kernels than the modules they replace. :func:`use_frames_major_blocks` swaps them in (and back) by class, in place.
 """
 
 from __future__ import annotations
@@ -107,34 +108,50 @@ def _is_temporal_kernel(conv: torch.nn.Conv3d) -> bool:
     )
 
 
+@torch.library.custom_op("stereocrafter::temporal_taps", mutates_args=())
+def temporal_taps(x: torch.Tensor, weight: torch.Tensor, frames: int) -> torch.Tensor:
+    """The taps of a (k, 1, 1) convolution over time, without bias, on frames-major ``x`` [B·T, C_in, H, W].
+
+    ``weight`` [C_out, C_in, k, 1, 1] (odd k, zero padding k//2). Returns [B·T, C_out, H, W] in ``x``'s dtype:
+    output frame t = Σ_j W_j · x[t + j − k//2], zeros beyond each clip's ends. The centre tap is one batched GEMM
+    into the output; every other tap is a GEMM that accumulates into the output frames it reaches (cuBLAS beta = 1),
+    so no tap result is ever held on its own. A custom op so that ``torch.compile`` keeps it whole: traced as
+    separate ops, Inductor gave each tap its own output-sized buffer (+2 GiB in the VAE decoder, measured).
+    """
+    n, c_in, height, width = x.shape
+    k = weight.shape[2]
+    taps = weight[:, :, :, 0, 0].permute(2, 0, 1).contiguous()  # [k, C_out, C_in]
+    clips = x.contiguous().view(n // frames, frames, c_in, height * width)
+    out = x.new_empty(n // frames, frames, taps.shape[1], height * width)
+    for clip, result in zip(clips, out, strict=True):
+        torch.bmm(taps[k // 2].expand(frames, -1, -1), clip, out=result)
+        for j in range(k):
+            shift = j - k // 2  # output frame t reads input frame t + shift
+            if shift == 0 or abs(shift) >= frames:
+                continue
+            reached = result[max(-shift, 0) : frames - max(shift, 0)]
+            reached.baddbmm_(taps[j].expand(frames - abs(shift), -1, -1), clip[max(shift, 0) : frames + min(shift, 0)])
+    return out.view(n, -1, height, width)
+
+
+@temporal_taps.register_fake
+def _temporal_taps_shape(x: torch.Tensor, weight: torch.Tensor, frames: int) -> torch.Tensor:
+    return x.new_empty(x.shape[0], weight.shape[0], x.shape[2], x.shape[3])
+
+
 def temporal_conv(x: torch.Tensor, conv: torch.nn.Conv3d, frames: int) -> torch.Tensor:
     """``conv`` (a (k, 1, 1) ``Conv3d`` over [B, C, T, H, W]) applied to frames-major ``x`` [B·T, C_in, H, W].
 
-    Returns [B·T, C_out, H, W] in ``x``'s dtype, frames-major: output frame t = Σ_j W_j · x[t + j − k//2] + bias, with
-    zeros beyond the clip's ends (the ``Conv3d``'s padding). Each tap is one batched GEMM over the frames it reaches,
-    added into the output (one output-sized temporary at a time, not k). Other Conv3d shapes run the module itself.
+    Returns [B·T, C_out, H, W] in ``x``'s dtype, frames-major (see :func:`temporal_taps`); the bias is added outside
+    the op, where a compiled graph fuses it into the next element-wise pass. Other Conv3d shapes run the module itself.
     """
     n, c_in, height, width = x.shape
-    batch = n // frames
     if not _is_temporal_kernel(conv):
-        clip = x.reshape(batch, frames, c_in, height, width).permute(0, 2, 1, 3, 4)
+        clip = x.reshape(n // frames, frames, c_in, height, width).permute(0, 2, 1, 3, 4)
         out = conv(clip)
         return out.permute(0, 2, 1, 3, 4).reshape(n, -1, height, width)
-    k, pad = conv.kernel_size[0], conv.padding[0]
-    taps = conv.weight[:, :, :, 0, 0]  # [C_out, C_in, k]
-    clip = x.reshape(batch, frames, c_in, height * width)
-    out = torch.matmul(taps[:, :, pad], clip)  # the centre tap: [B, T, C_out, H·W]
-    if conv.bias is not None:
-        out = out + conv.bias.view(1, 1, -1, 1)
-    for j in range(k):
-        shift = j - pad  # output frame t reads input frame t + shift
-        if shift == 0 or abs(shift) >= frames:
-            continue
-        if shift > 0:  # output frames [0, T - shift) from input frames [shift, T)
-            out = out + F.pad(torch.matmul(taps[:, :, j], clip[:, shift:]), (0, 0, 0, 0, 0, shift))
-        else:  # output frames [-shift, T) from input frames [0, T + shift)
-            out = out + F.pad(torch.matmul(taps[:, :, j], clip[:, : frames + shift]), (0, 0, 0, 0, -shift, 0))
-    return out.reshape(n, -1, height, width)
+    out = temporal_taps(x, conv.weight, frames)
+    return out if conv.bias is None else out + conv.bias.view(1, -1, 1, 1)
 
 
 def temporal_resnet_frames_major(

@@ -80,6 +80,37 @@ def test_temporal_conv_matches_conv3d(kernel: int, batch: int) -> None:
     torch.testing.assert_close(temporal_conv(x, conv, frames), expected, **TIGHT)
 
 
+@pytest.mark.parametrize("frames", [1, 2])
+def test_temporal_conv_clips_shorter_than_the_kernel(frames: int) -> None:
+    """Taps that reach past both ends of a clip add nothing (the Conv3d's zero padding)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(3, 5, (5, 1, 1), padding=(2, 0, 0)).double()
+    x = torch.randn(2 * frames, 3, 2, 3, dtype=torch.float64)
+    torch.testing.assert_close(temporal_conv(x, conv, frames), _frames_major(conv(_clip_view(x, frames))), **TIGHT)
+
+
+def test_compiled_temporal_conv_is_one_op(one_torch_thread: None) -> None:
+    """Compiled, the taps stay inside the custom op (one node, no separate GEMMs whose outputs Inductor would each
+    keep in a buffer of their own), and Inductor's code computes the same values."""
+    graphs: list[torch.fx.GraphModule] = []
+
+    def record(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):  # noqa: ANN202 (a dynamo backend)
+        graphs.append(gm)
+        return gm.forward
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(4, 6, (3, 1, 1), padding=(1, 0, 0))
+    x = torch.randn(2 * 5, 4, 3, 7)
+    with torch.inference_mode():
+        expected = _frames_major(conv(_clip_view(x, 5)))
+        torch.compile(lambda t: temporal_conv(t, conv, 5), fullgraph=True, backend=record)(x)
+        compiled = torch.compile(lambda t: temporal_conv(t, conv, 5), fullgraph=True)(x)
+    targets = [str(node.target) for node in graphs[0].graph.nodes if node.op == "call_function"]
+    assert sum("temporal_taps" in t for t in targets) == 1
+    assert not any(name in t for t in targets for name in ("matmul", "bmm", "conv"))
+    torch.testing.assert_close(compiled, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_temporal_conv_other_kernels_run_the_module() -> None:
     conv = torch.nn.Conv3d(3, 2, 3, padding=1).double()  # spatial taps too: not a temporal kernel
     x = torch.randn(2 * 3, 3, 4, 4, dtype=torch.float64)
