@@ -9,10 +9,11 @@ norm of the decoder took 12.8 ms, about 20 times its memory traffic).
 
 Here:
 
-- :func:`group_norm` computes partial statistics over many short rows (``[rows, groups, splits]``), combines them
-  exactly (mean of means; mean of variances plus the variance of the means: equal-size parts), then applies them in a
-  separate element-wise pass. ``frames > 1`` normalises that many consecutive samples together: the temporal norm of
-  the [B, C, T, H, W] view, computed on the frames-major tensor without moving it.
+- :func:`group_norm` computes partial statistics over many short rows (``[samples, channels, splits]``), combines
+  them per group exactly (mean of means; mean of variances plus the variance of the means: equal-size parts), then
+  applies them in a separate element-wise pass, in whatever memory layout the input has. ``frames > 1`` normalises
+  that many consecutive samples together: the temporal norm of the [B, C, T, H, W] view, computed on the
+  frames-major tensor without moving it.
 - :func:`temporal_conv` runs a (k, 1, 1) ``Conv3d`` on the frames-major tensor as k batched GEMMs ([C_out, C_in] ×
   [C_in, H·W] per frame), each accumulating into the output frames its frame offset reaches (zeros beyond the clip's
   ends), inside one custom op (:func:`temporal_taps`) so that no tap needs a buffer of its own.
@@ -51,43 +52,48 @@ def group_norm(
     eps: float,
     frames: int = 1,
 ) -> torch.Tensor:
-    """GroupNorm of ``x`` [N, C, *spatial] (contiguous, any float dtype; statistics in float32 or wider).
+    """GroupNorm of ``x`` [N, C, *spatial] (any float dtype; statistics in float32 or wider).
 
     ``frames`` > 1 normalises each run of ``frames`` consecutive samples together: for ``x`` = the frames-major
     [B·T, C, H, W] activations and ``frames`` = T, the result is ``nn.GroupNorm`` of the [B, C, T, H, W] view, laid
-    out frames-major. Returns a tensor of ``x``'s shape and dtype.
+    out frames-major. Returns a tensor of ``x``'s shape and dtype, in ``x``'s memory layout.
+
+    Statistics are taken per CHANNEL over parts of the positions, then combined per group: that reads a
+    channels-last tensor (what compiled convolutions return) as it lies in memory, where per-group rows would
+    gather across it.
     """
     n, channels = x.shape[0], x.shape[1]
     if channels % num_groups or n % frames:
         raise ValueError(f"group_norm: {channels} channels / {num_groups} groups, {n} samples / {frames} frames")
-    length = x[0].numel() // num_groups
-    splits = _split_count(n * num_groups, length)
+    positions = x[0, 0].numel()
+    splits = _split_count(n * channels, positions)
     stats_dtype = torch.promote_types(x.dtype, torch.float32)
-    parts = x.reshape(n // frames, frames, num_groups, splits, length // splits).to(stats_dtype)
-    part_var, part_mean = torch.var_mean(parts, dim=-1, unbiased=False)  # [B, T, G, S]
-    mean = part_mean.mean(dim=(1, 3), keepdim=True)
-    var = (part_var + (part_mean - mean).square()).mean(dim=(1, 3), keepdim=True)  # [B, 1, G, 1]
-    scale = torch.rsqrt(var + eps)
+    clips = x.reshape(n // frames, frames, channels, positions)  # a view of contiguous and channels-last alike
+    parts = clips.reshape(n // frames, frames, channels, splits, positions // splits).to(stats_dtype)
+    part_var, part_mean = torch.var_mean(parts, dim=-1, unbiased=False)  # [B, T, C, S]
+    grouped = (n // frames, frames, num_groups, channels // num_groups, splits)
+    part_var, part_mean = part_var.view(grouped), part_mean.view(grouped)
+    mean = part_mean.mean(dim=(1, 3, 4), keepdim=True)  # [B, 1, G, 1, 1]
+    var = (part_var + (part_mean - mean).square()).mean(dim=(1, 3, 4), keepdim=True)
+    scale = torch.rsqrt(var + eps).expand(-1, -1, -1, channels // num_groups, -1)  # [B, 1, G, C/G, 1]
     shift = -mean * scale
     if weight is not None:
-        per_channel = weight.to(stats_dtype).view(1, 1, num_groups, -1)  # [1, 1, G, C/G]
+        per_channel = weight.to(stats_dtype).view(1, 1, num_groups, -1, 1)
         scale, shift = scale * per_channel, shift * per_channel
     if bias is not None:
-        shift = shift + bias.to(stats_dtype).view(1, 1, num_groups, -1)
-    grouped = x.reshape(n // frames, frames, num_groups, channels // num_groups, -1)
-    out = grouped.to(stats_dtype) * scale.unsqueeze(-1) + shift.unsqueeze(-1)
-    return out.to(x.dtype).view(x.shape)
+        shift = shift + bias.to(stats_dtype).view(1, 1, num_groups, -1, 1)
+    per_channel_shape = (n // frames, 1, channels, 1)
+    out = clips.to(stats_dtype) * scale.reshape(per_channel_shape) + shift.reshape(per_channel_shape)
+    return out.to(x.dtype).reshape(x.shape)
 
 
 class SplitGroupNorm(torch.nn.GroupNorm):
-    """``nn.GroupNorm`` through :func:`group_norm` (same math; statistics in two stages). Inputs are made contiguous
-    first: on CUDA a 1×1 convolution returns channels-last activations (its weight's strides read as both formats)
-    and the residual sums after it stay so; compiled, that one copy is far cheaper than the native norm's kernels."""
+    """``nn.GroupNorm`` through :func:`group_norm` (same math; statistics in two stages, any memory layout)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 3:
             return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
-        return _norm(self, x.contiguous())
+        return _norm(self, x)
 
 
 def _norm(norm: torch.nn.GroupNorm, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
@@ -110,7 +116,8 @@ def _is_temporal_kernel(conv: torch.nn.Conv3d) -> bool:
 
 @torch.library.custom_op("stereocrafter::temporal_taps", mutates_args=())
 def temporal_taps(x: torch.Tensor, weight: torch.Tensor, frames: int) -> torch.Tensor:
-    """The taps of a (k, 1, 1) convolution over time, without bias, on frames-major ``x`` [B·T, C_in, H, W].
+    """The taps of a (k, 1, 1) convolution over time, without bias, on frames-major ``x`` [B·T, C_in, H, W]
+    (contiguous or channels-last: cuBLAS reads either in place).
 
     ``weight`` [C_out, C_in, k, 1, 1] (odd k, zero padding k//2). Returns [B·T, C_out, H, W] in ``x``'s dtype:
     output frame t = Σ_j W_j · x[t + j − k//2], zeros beyond each clip's ends. The centre tap is one batched GEMM
@@ -121,7 +128,7 @@ def temporal_taps(x: torch.Tensor, weight: torch.Tensor, frames: int) -> torch.T
     n, c_in, height, width = x.shape
     k = weight.shape[2]
     taps = weight[:, :, :, 0, 0].permute(2, 0, 1).contiguous()  # [k, C_out, C_in]
-    clips = x.contiguous().view(n // frames, frames, c_in, height * width)
+    clips = x.reshape(n // frames, frames, c_in, height * width)  # a view of contiguous and channels-last alike
     out = x.new_empty(n // frames, frames, taps.shape[1], height * width)
     for clip, result in zip(clips, out, strict=True):
         torch.bmm(taps[k // 2].expand(frames, -1, -1), clip, out=result)
@@ -181,7 +188,7 @@ class FramesMajorSpatioTemporalResBlock(SpatioTemporalResBlock):
         image_only_indicator: torch.Tensor | None = None,
     ) -> torch.Tensor:
         frames = image_only_indicator.shape[-1]
-        spatial = self.spatial_res_block(hidden_states, temb).contiguous()  # see SplitGroupNorm
+        spatial = self.spatial_res_block(hidden_states, temb)
         temporal = temporal_resnet_frames_major(self.temporal_res_block, spatial, temb, frames)
         mixer = self.time_mixer
         alpha = mixer.get_alpha(image_only_indicator, 5).to(spatial.dtype)  # [B, 1, T, 1, 1], or one value

@@ -437,7 +437,7 @@ class StereoInpaintPipeline:
         # diffusers' blocks as measured for this pipeline (frames_major_blocks: measured for the depth pipeline only;
         # tiles batched in the UNet would make its temporal GEMMs copy their frame slices).
         compile_unet_blocks(self.unet, frames_major=False)
-        compile_vae(self.vae, encoder=False)  # the encoder is cheap
+        compile_vae(self.vae, encoder=False, frames_major_decoder=False)  # the encoder is cheap
         self.compiled = True
         return self
 

@@ -526,11 +526,10 @@ def test_compile_marks_unet_blocks_and_decoder(model_dirs: tuple[Path, Path]) ->
     }
     assert len(compiled) == sum(is_unet_block(m) for m in unet.modules())
     assert all(type(m) is not SpatioTemporalResBlock for m in unet.modules())  # every one swapped, none left out
-    # The encoder's norms are swapped; the decoder keeps diffusers' blocks (the frames-major decoder is opt-in: +2 GiB)
-    assert all(type(m) is SplitGroupNorm for m in svd.vae.encoder.modules() if isinstance(m, torch.nn.GroupNorm))
-    assert not any(
-        isinstance(m, (FramesMajorSpatioTemporalResBlock, SplitGroupNorm)) for m in svd.vae.decoder.modules()
-    )
+    # The VAE's norms and the decoder's spatio-temporal blocks are swapped too.
+    assert all(type(m) is SplitGroupNorm for m in svd.vae.modules() if isinstance(m, torch.nn.GroupNorm))
+    assert all(type(m) is not SpatioTemporalResBlock for m in svd.vae.decoder.modules())
+    assert any(isinstance(m, FramesMajorSpatioTemporalResBlock) for m in svd.vae.decoder.modules())
     feed_forwards = [m for m in unet.modules() if isinstance(m, RowChunkedFeedForward)]
     assert feed_forwards and all(m.max_rows == 7 for m in feed_forwards)
     assert is_compiled(svd.vae.decoder) and is_compiled(svd.vae.encoder) and not is_compiled(svd.image_encoder)

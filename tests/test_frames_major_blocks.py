@@ -41,6 +41,19 @@ def test_group_norm_matches_torch(shape: tuple[int, ...], affine: bool) -> None:
     torch.testing.assert_close(group_norm(x, 4, weight, bias, 1e-6), F.group_norm(x, 4, weight, bias, 1e-6), **TIGHT)
 
 
+@pytest.mark.parametrize("frames", [1, 3])
+def test_group_norm_keeps_channels_last(frames: int) -> None:
+    """Channels-last input (what compiled convolutions return): same values, and the output stays channels-last."""
+    x = (torch.randn(6, 8, 5, 7, dtype=torch.float64) + torch.arange(8.0, dtype=torch.float64)[:, None, None]).to(
+        memory_format=torch.channels_last
+    )
+    weight, bias = torch.randn(8, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
+    out = group_norm(x, 4, weight, bias, 1e-6, frames=frames)
+    expected = _frames_major(F.group_norm(_clip_view(x.contiguous(), frames), 4, weight, bias, 1e-6))
+    torch.testing.assert_close(out, expected, **TIGHT)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+
+
 def test_group_norm_splits_long_rows() -> None:
     """Rows are cut into parts (the point of the two stages); the combined statistics stay exact."""
     assert _split_count(8, 2048) == 2
@@ -78,6 +91,14 @@ def test_temporal_conv_matches_conv3d(kernel: int, batch: int) -> None:
     x = torch.randn(batch * frames, 6, 3, 5, dtype=torch.float64)
     expected = _frames_major(conv(_clip_view(x, frames)))
     torch.testing.assert_close(temporal_conv(x, conv, frames), expected, **TIGHT)
+
+
+def test_temporal_conv_reads_channels_last() -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(6, 4, (3, 1, 1), padding=(1, 0, 0)).double()
+    x = torch.randn(2 * 4, 6, 3, 5, dtype=torch.float64).to(memory_format=torch.channels_last)
+    expected = _frames_major(conv(_clip_view(x.contiguous(), 4)))
+    torch.testing.assert_close(temporal_conv(x, conv, 4), expected, **TIGHT)
 
 
 @pytest.mark.parametrize("frames", [1, 2])
