@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         "segment when rerun with the same arguments.",
     )
     parser.add_argument("input", type=Path, help="the 2D video (used as the left eye); its audio is kept")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output file (.mp4/.mov/.mkv) or directory")
+    parser.add_argument(
+        "-o", "--output", required=True, help="output file (.mp4/.mov/.mkv), or a directory (a trailing / creates it)"
+    )
     group = parser.add_argument_group("depth")
     group.add_argument("--depth", type=Path, help="use this depth video (near = bright, same frame count as INPUT) "
                        "instead of estimating depth with DepthCrafter")  # fmt: skip

@@ -139,8 +139,16 @@ class _Progress:
         self(stage, int(fraction * self.total))
 
 
-def resolve_output_path(input_path: Path, output: Path, layout: OutputLayout) -> Path:
-    """``output`` itself, or for a directory ``DIR/<input stem><layout suffix>.mp4``."""
+def resolve_output_path(input_path: Path, output: Path | str, layout: OutputLayout) -> Path:
+    """``output`` itself, or for a directory ``DIR/<input stem><layout suffix>.mp4``. A trailing slash names a
+    directory (``out/``), which is created when missing."""
+    as_dir = str(output).endswith(("/", os.sep))
+    output = Path(output)
+    if as_dir:
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(f"cannot create the output folder {output}: {exc.strerror or exc}.") from exc
     if output.is_dir():
         return output / f"{input_path.stem}{OUTPUT_SUFFIXES[layout]}.mp4"
     return output
@@ -315,7 +323,7 @@ def convert_video(
     depth_path = Path(depth) if depth is not None else None
     info = probe_video(input_path)
     _check_sources(info, depth_path, depth_model, settings)
-    output = resolve_output_path(input_path, Path(output), settings.layout)
+    output = resolve_output_path(input_path, output, settings.layout)
     output_format(output)
     if output.resolve() in (input_path.resolve(), depth_path.resolve() if depth_path else None):
         raise ValueError(f"{output}: the output would overwrite an input.")

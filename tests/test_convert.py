@@ -129,6 +129,15 @@ def test_layout_sizes_and_directory_suffix(small, tmp_path, layout, size):
 
 
 @needs_clip
+def test_output_folder_with_trailing_slash_is_created(small, tmp_path):
+    """``-o out/`` (the README's command) on a fresh checkout: the folder is made, the file named after the input."""
+    source, depth = small
+    folder = tmp_path / "new" / "out"
+    assert main([str(source), "-o", f"{folder}/", "--depth", str(depth), "--no-inpaint"]) == 0
+    assert probe_video(folder / "in_SBS_LR.mp4").frame_count == 10
+
+
+@needs_clip
 def test_audio_is_copied_with_its_timing(small, tmp_path):
     source, depth = small
     output = convert_video(source, tmp_path / "out.mp4", depth, ConvertSettings(chunk_frames=4))
