@@ -27,9 +27,15 @@ kernels than the modules they replace. :func:`use_frames_major_blocks` swaps the
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from diffusers.models.resnet import SpatioTemporalResBlock, TemporalResnetBlock
+
+# The custom op's namespace names this copy of the package: ComfyUI imports the pack under its folder's name, and two
+# copies (or a script's ``import stereocrafter`` next to it) must not redefine one another's op.
+_OP_NAMESPACE = re.sub(r"\W", "_", __package__ or "stereocrafter")
 
 # Partial-statistics rows to aim for: a few per streaming multiprocessor on current GPUs (132 on an H100/H200).
 TARGET_ROWS = 4096
@@ -114,7 +120,7 @@ def _is_temporal_kernel(conv: torch.nn.Conv3d) -> bool:
     )
 
 
-@torch.library.custom_op("stereocrafter::temporal_taps", mutates_args=())
+@torch.library.custom_op(f"{_OP_NAMESPACE}::temporal_taps", mutates_args=())
 def temporal_taps(x: torch.Tensor, weight: torch.Tensor, frames: int) -> torch.Tensor:
     """The taps of a (k, 1, 1) convolution over time, without bias, on frames-major ``x`` [B·T, C_in, H, W]
     (contiguous or channels-last: cuBLAS reads either in place).

@@ -132,6 +132,22 @@ def test_compiled_temporal_conv_is_one_op(one_torch_thread: None) -> None:
     torch.testing.assert_close(compiled, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_second_copy_of_the_package_gets_its_own_op() -> None:
+    """ComfyUI imports the pack under its folder's name: a second copy's op must not replace this one's."""
+    import importlib.util
+
+    import stereocrafter.frames_major_blocks as ours
+
+    spec = importlib.util.spec_from_file_location("Other-Pack.stereocrafter.frames_major_blocks", ours.__file__)
+    other = importlib.util.module_from_spec(spec)
+    other.__package__ = "Other-Pack.stereocrafter"
+    spec.loader.exec_module(other)
+    assert other._OP_NAMESPACE == "Other_Pack_stereocrafter" != ours._OP_NAMESPACE
+    conv = torch.nn.Conv3d(2, 3, (3, 1, 1), padding=(1, 0, 0)).double()
+    x = torch.randn(4, 2, 2, 2, dtype=torch.float64)
+    torch.testing.assert_close(other.temporal_conv(x, conv, 4), ours.temporal_conv(x, conv, 4), **TIGHT)
+
+
 def test_temporal_conv_other_kernels_run_the_module() -> None:
     conv = torch.nn.Conv3d(3, 2, 3, padding=1).double()  # spatial taps too: not a temporal kernel
     x = torch.randn(2 * 3, 3, 4, 4, dtype=torch.float64)
