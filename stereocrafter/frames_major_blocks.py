@@ -33,6 +33,12 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.resnet import SpatioTemporalResBlock, TemporalResnetBlock
 
+if not hasattr(torch.library, "custom_op"):
+    raise ImportError(
+        f"compile needs torch 2.4 or newer (torch.library.custom_op); this is torch {torch.__version__}. "
+        "Update torch, or turn compile off."
+    )
+
 # The custom op's namespace names this copy of the package: ComfyUI imports the pack under its folder's name, and two
 # copies (or a script's ``import stereocrafter`` next to it) must not redefine one another's op.
 _OP_NAMESPACE = re.sub(r"\W", "_", __package__ or "stereocrafter")

@@ -148,6 +148,18 @@ def test_a_second_copy_of_the_package_gets_its_own_op() -> None:
     torch.testing.assert_close(other.temporal_conv(x, conv, 4), ours.temporal_conv(x, conv, 4), **TIGHT)
 
 
+def test_old_torch_gets_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before torch 2.4 there is no custom_op: compile=True names the version and the fix, not an AttributeError."""
+    import importlib.util
+
+    import stereocrafter.frames_major_blocks as ours
+
+    monkeypatch.delattr(torch.library, "custom_op")
+    spec = importlib.util.spec_from_file_location("old_torch_copy.frames_major_blocks", ours.__file__)
+    with pytest.raises(ImportError, match=r"torch 2\.4 or newer.*turn compile off"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
 def test_temporal_conv_other_kernels_run_the_module() -> None:
     conv = torch.nn.Conv3d(3, 2, 3, padding=1).double()  # spatial taps too: not a temporal kernel
     x = torch.randn(2 * 3, 3, 4, 4, dtype=torch.float64)
