@@ -39,7 +39,7 @@ from .anaglyph import ANAGLYPH_METHODS, AnaglyphMethod, make_anaglyph
 from .depth_file import DepthFileWriter, read_depth_file
 from .disparity import DISPARITY_UNITS, depth_bounds
 from .packing import LAYOUT_SUFFIXES, LAYOUTS, RESIZE_FILTERS, Layout, ResizeFilter, pack_stereo
-from .stereo_warp import WarpSettings, warp_to_right_eye
+from .stereo_warp import WarpSettings, depth_channels_mean, warp_to_right_eye
 from .video_io import CODECS, Codec, SegmentWriter, VideoInfo, mux_segments, output_format, probe_video, read_frames
 
 if TYPE_CHECKING:  # the model modules import diffusers (~0.3 GB of RAM), which a model-free conversion never needs
@@ -54,9 +54,13 @@ OUTPUT_LAYOUTS: tuple[OutputLayout, ...] = (*LAYOUTS, "anaglyph")
 #: File-name suffixes for ``-o DIRECTORY``: the packing ones plus the anaglyph.
 OUTPUT_SUFFIXES: dict[OutputLayout, str] = {**LAYOUT_SUFFIXES, "anaglyph": "_anaglyph"}
 PROGRESS_VERSION = 2
-#: Frames per splat call: the PyTorch splat needs ~110 B of temporaries per pixel, so a whole 16-frame 720p chunk
-#: at once would cost ~1.6 GB of RAM on the CPU; 4 frames keep it under 0.5 GB at the same speed.
-SPLAT_BATCH = 4
+#: Pixels per splat call: the PyTorch splat needs ~110 B of temporaries per pixel, so a whole 16-frame 720p chunk
+#: at once would cost ~1.6 GB of RAM on the CPU; 4 frames of 720p keep it under 0.5 GB at the same speed. Larger
+#: frames go fewer at a time (4K: one).
+SPLAT_PIXELS = 4 * 1280 * 720
+#: Frames packed at a time while a segment is encoded: a packed chunk (two views side by side, float32) would be
+#: another two chunk-sized copies (2.6 GB for 16 frames of 4K).
+COMPOSE_FRAMES = 2
 DEPTH_FILE = "depth.mkv"
 
 #: on_progress(stage, frames done, total frames); stage is "depth" (estimation pass) or "stereo".
@@ -229,7 +233,7 @@ def depth_range(depth_path: Path, chunk_frames: int) -> tuple[float, float]:
     them; one streaming decode pass."""
     low, high = float("inf"), float("-inf")
     for chunk in read_frames(depth_path, chunk_frames):
-        chunk_low, chunk_high = depth_bounds(chunk.mean(dim=-1))
+        chunk_low, chunk_high = depth_bounds(depth_channels_mean(chunk))
         low, high = min(low, chunk_low), max(high, chunk_high)
     return low, high
 
@@ -243,7 +247,7 @@ def splat_chunk(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Right view [n, H, W, 3] and occlusion [n, H, W] (float32, CPU) of one chunk, depth ([n, H, W] or
     [n, H, W, C]) normalised with the clip's fixed ``bounds``."""
-    batch = min(left.shape[0], SPLAT_BATCH)
+    batch = max(1, min(left.shape[0], SPLAT_PIXELS // (left.shape[1] * left.shape[2])))
     result = warp_to_right_eye(left, depth, settings.warp, device=device, batch_size=batch, depth_range=bounds)
     return result.right, result.occlusion
 
@@ -447,10 +451,12 @@ class _StereoPass:
         self.warned_odd = False
 
     def _depth_chunks(self) -> Iterator[torch.Tensor]:
+        """[n, H, W] depth chunks (a depth video's channels averaged at once, as the splat would: a third of the
+        RAM while the chunk waits for its splat)."""
         chunk = self.settings.chunk_frames
         if self.depth_is_file:
             return read_depth_file(self.depth_path, chunk, start=self.done)
-        return read_frames(self.depth_path, chunk, start=self.done)
+        return (depth_channels_mean(frames) for frames in read_frames(self.depth_path, chunk, start=self.done))
 
     def _inpaint_stream(
         self, stage: InpaintStage, report: _Progress, interrupt: Callable[[], None] | None
@@ -520,14 +526,12 @@ class _StereoPass:
         """Pack and encode frames [done, done + n) as the next segment, then record it (and the inpainting state
         that continues after it) in progress.json."""
         started = time.perf_counter()
-        packed = compose(left, right, self.settings)
-        self._note_odd_size(packed)
         chunks = self.progress["chunks"]
         index = len(chunks)
         name = f"chunk_{index:05d}.mp4"
         state_name = f"chunk_{index:05d}.state.pt" if state is not None else None
         with _disk_full_hint(self.work_dir / name):
-            _write_segment(self.work_dir / name, packed, self.info, self.settings)
+            packed_size = _write_segment(self.work_dir / name, left, right, self.info, self.settings)
             if state_name is not None:
                 tmp = self.work_dir / (state_name + ".tmp")
                 torch.save(state, tmp)
@@ -536,6 +540,7 @@ class _StereoPass:
             chunks.append({"index": index, "start": self.done, "frames": left.shape[0], "file": name,
                            "state": state_name})  # fmt: skip
             _write_json(self.work_dir / "progress.json", self.progress)
+        self._note_odd_size(packed_size)
         if previous_state:
             (self.work_dir / previous_state).unlink(missing_ok=True)
         self.done += left.shape[0]
@@ -544,8 +549,8 @@ class _StereoPass:
         if on_chunk_done is not None:
             on_chunk_done(index, self.done)
 
-    def _note_odd_size(self, packed: torch.Tensor) -> None:
-        height, width = packed.shape[1:3]
+    def _note_odd_size(self, packed_size: tuple[int, int]) -> None:
+        height, width = packed_size
         if (height % 2 or width % 2) and not self.warned_odd:
             logger.info(
                 "output frames are %dx%d; padded to even %dx%d for the encoder.",
@@ -568,12 +573,19 @@ def _take(pending: list[torch.Tensor], count: int) -> torch.Tensor:
     return torch.cat(taken)
 
 
-def _write_segment(path: Path, packed: torch.Tensor, info: VideoInfo, settings: ConvertSettings) -> None:
-    """Encode one segment to ``path`` via a temporary name, so a listed segment is always complete."""
+def _write_segment(
+    path: Path, left: torch.Tensor, right: torch.Tensor, info: VideoInfo, settings: ConvertSettings
+) -> tuple[int, int]:
+    """Pack the views ([n, H, W, 3] each) and encode them as one segment to ``path``, via a temporary name so that a
+    listed segment is always complete. Returns the packed frame size (height, width)."""
     tmp = path.with_name(path.stem + ".tmp.mp4")
-    writer = SegmentWriter(
-        tmp, packed.shape[2], packed.shape[1], info.fps, settings.codec, settings.crf, info.bit_depth > 8
-    )
-    writer.write(packed)
+    writer = None
+    for start in range(0, left.shape[0], COMPOSE_FRAMES):
+        packed = compose(left[start : start + COMPOSE_FRAMES], right[start : start + COMPOSE_FRAMES], settings)
+        if writer is None:
+            size = (packed.shape[1], packed.shape[2])
+            writer = SegmentWriter(tmp, size[1], size[0], info.fps, settings.codec, settings.crf, info.bit_depth > 8)
+        writer.write(packed)
     writer.close()
     os.replace(tmp, path)
+    return size

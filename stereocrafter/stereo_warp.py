@@ -48,6 +48,12 @@ def check_frames(frames: torch.Tensor, name: str = "images") -> None:
         raise ValueError(f"{name} must be float 0..1, got {frames.dtype}.")
 
 
+def depth_channels_mean(depth: torch.Tensor) -> torch.Tensor:
+    """IMAGE-like depth [..., C] → [...] float32, its first three channels averaged (grey depth as any depth node
+    writes it)."""
+    return depth[..., :3].float().mean(dim=-1)
+
+
 def depth_to_frame_size(depth: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
     """Bring a depth clip into [T, H, W] float32 at the frames' size.
 
@@ -58,7 +64,7 @@ def depth_to_frame_size(depth: torch.Tensor, frames: torch.Tensor) -> torch.Tens
     if depth.ndim == 2:
         depth = depth.unsqueeze(0)
     if depth.ndim == 4:
-        depth = depth[..., :3].float().mean(dim=-1)
+        depth = depth_channels_mean(depth)
     if depth.ndim != 3:
         raise ValueError(
             f"depth must be an IMAGE [frames, H, W, C] or a MASK [frames, H, W], got shape {tuple(depth.shape)}."

@@ -139,11 +139,12 @@ def probe_video(path: Path | str) -> VideoInfo:
     return VideoInfo(path=path, frame_count=frame_count, variable_frame_rate=vfr, **info)
 
 
-def _to_float(frame: av.VideoFrame, high_bit_depth: bool) -> np.ndarray:
-    """One decoded frame as [H, W, 3] float32 0..1 (16-bit RGB for >8-bit sources: no precision lost)."""
+def _to_float(frame: av.VideoFrame, high_bit_depth: bool, out: np.ndarray) -> None:
+    """One decoded frame into ``out`` [H, W, 3] float32 0..1 (16-bit RGB for >8-bit sources: no precision lost)."""
     if high_bit_depth:
-        return frame.to_ndarray(format="rgb48le").astype(np.float32) / 65535.0
-    return frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0
+        np.divide(frame.to_ndarray(format="rgb48le"), np.float32(65535.0), out=out)
+    else:
+        np.divide(frame.to_ndarray(format="rgb24"), np.float32(255.0), out=out)
 
 
 def read_frames(path: Path | str, chunk_frames: int, start: int = 0) -> Iterator[torch.Tensor]:
@@ -155,20 +156,24 @@ def read_frames(path: Path | str, chunk_frames: int, start: int = 0) -> Iterator
     with _open(path) as container:
         stream = _video_stream(container, path)
         high = _bit_depth(stream) > 8
-        batch: list[np.ndarray] = []
+        chunk: np.ndarray | None = None  # filled frame by frame: no list of frames plus a stacked copy
+        filled = 0
         index = 0
         try:
             for frame in container.decode(stream):
                 if index >= start:
-                    batch.append(_to_float(frame, high))
-                    if len(batch) == chunk_frames:
-                        yield torch.from_numpy(np.stack(batch))
-                        batch = []
+                    if chunk is None:
+                        chunk = np.empty((chunk_frames, frame.height, frame.width, 3), dtype=np.float32)
+                    _to_float(frame, high, chunk[filled])
+                    filled += 1
+                    if filled == chunk_frames:
+                        yield torch.from_numpy(chunk)
+                        chunk, filled = None, 0
                 index += 1
         except av.FFmpegError as exc:
             raise VideoReadError(f"{path}: decoding failed at frame {index} ({exc}).") from exc
-        if batch:
-            yield torch.from_numpy(np.stack(batch))
+        if chunk is not None:
+            yield torch.from_numpy(chunk[:filled])
 
 
 def even_size(height: int, width: int) -> tuple[int, int]:

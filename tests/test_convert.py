@@ -6,14 +6,16 @@ import json
 import os
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
 import pytest
 import torch
 
+import stereocrafter.convert as convert_module
 from stereocrafter.__main__ import main
-from stereocrafter.convert import ConvertSettings, convert_video, work_paths
+from stereocrafter.convert import ConvertSettings, convert_video, splat_chunk, work_paths
 from stereocrafter.stereo_warp import WarpSettings, warp_to_right_eye
 from stereocrafter.video_io import VideoReadError, probe_video, read_frames
 
@@ -135,6 +137,22 @@ def test_output_folder_with_trailing_slash_is_created(small, tmp_path):
     folder = tmp_path / "new" / "out"
     assert main([str(source), "-o", f"{folder}/", "--depth", str(depth), "--no-inpaint"]) == 0
     assert probe_video(folder / "in_SBS_LR.mp4").frame_count == 10
+
+
+@pytest.mark.parametrize(("height", "width", "frames_per_call"), [(720, 1280, 4), (1080, 1920, 1), (2160, 3840, 1)])
+def test_splat_batch_shrinks_with_the_frame_size(monkeypatch, height, width, frames_per_call):
+    """Splat temporaries are ~110 B per pixel: 4 frames of 720p per call, larger frames one at a time."""
+    calls = []
+
+    def fake_warp(left, depth, settings, device, batch_size, depth_range):
+        calls.append(batch_size)
+        return SimpleNamespace(right=left, occlusion=depth)
+
+    monkeypatch.setattr(convert_module, "warp_to_right_eye", fake_warp)
+    left = torch.zeros(1, 1, 1, 3).expand(16, height, width, 3)  # shapes only: no 4K chunk in RAM
+    depth = torch.zeros(1, 1, 1).expand(16, height, width)
+    splat_chunk(left, depth, ConvertSettings(), (0.0, 1.0), torch.device("cpu"))
+    assert calls == [frames_per_call]
 
 
 @needs_clip

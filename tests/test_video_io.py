@@ -63,6 +63,19 @@ def _ramp_depth(n: int, height: int = 32, width: int = 48) -> np.ndarray:
     return np.repeat(rows[None].astype(np.uint8), n, axis=0)
 
 
+def test_read_frames_chunks_match_pyav_decode(tmp_path):
+    """Chunks (the last one shorter, a start offset) hold exactly PyAV's RGB frames / 255 in float32."""
+    source = _write(tmp_path / "clip.mp4", _moving(7))
+    with av.open(str(source)) as container:
+        expected = np.stack(
+            [f.to_ndarray(format="rgb24").astype(np.float32) / 255.0 for f in container.decode(video=0)]
+        )
+    chunks = list(read_frames(source, 3, start=1))
+    assert [c.shape[0] for c in chunks] == [3, 3]
+    assert all(c.dtype == torch.float32 and c.shape[1:] == (32, 48, 3) for c in chunks)
+    assert torch.equal(torch.cat(chunks), torch.from_numpy(expected[1:]))
+
+
 def _cli(source: Path, output: Path, depth: Path, *options: str) -> int:
     """``python -m stereocrafter SOURCE -o OUTPUT --depth DEPTH --no-inpaint [options]``: the model-free path."""
     return main([str(source), "-o", str(output), "--depth", str(depth), "--no-inpaint", *options])
