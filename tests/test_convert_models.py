@@ -111,16 +111,17 @@ class Interrupt(Exception):
 
 
 def _record_segments(monkeypatch) -> list[torch.Tensor]:
-    """Keep a copy of every packed segment the converter encodes (x264 output is not bit-reproducible across runs
-    of a process, so resumes are compared on the frames that go into the encoder)."""
-    real_write = convert_module._write_segment
+    """Keep a copy of every packed frame the converter encodes, in order (x264 output is not bit-reproducible across
+    runs of a process, so resumes are compared on the frames that go into the encoder)."""
+    real_compose = convert_module.compose
     packed_frames: list[torch.Tensor] = []
 
-    def write(path, packed, *args):
+    def compose(*args):
+        packed = real_compose(*args)
         packed_frames.append(packed.clone())
-        real_write(path, packed, *args)
+        return packed
 
-    monkeypatch.setattr(convert_module, "_write_segment", write)
+    monkeypatch.setattr(convert_module, "compose", compose)
     return packed_frames
 
 
@@ -166,7 +167,7 @@ def test_disk_full_is_reported_and_resumable(models, source, tmp_path, monkeypat
         calls.append(path)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(path, *args)
+        return real_write(path, *args)
 
     monkeypatch.setattr(convert_module, "_write_segment", full_disk)
     with pytest.raises(OSError, match="disk full while writing .*chunk_00001.mp4.*rerun the same command"):
