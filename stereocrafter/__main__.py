@@ -121,7 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("output")
     group.add_argument("--codec", default="h264", choices=["h264", "h265"])
     group.add_argument("--crf", type=int, default=18, help="quality, 0..51, lower is better (default 18)")
-    group.add_argument("--chunk-frames", type=int, default=16, help="frames per chunk (memory, resume step)")
+    group.add_argument(
+        "--chunk-frames",
+        type=int,
+        default=16,
+        help="frames per chunk (memory, resume step); at 4K, 4 keeps RAM under 4 GiB",
+    )
     group.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every segment")
     return parser
