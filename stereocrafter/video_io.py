@@ -142,9 +142,9 @@ def probe_video(path: Path | str) -> VideoInfo:
 def _to_float(frame: av.VideoFrame, high_bit_depth: bool, out: np.ndarray) -> None:
     """One decoded frame into ``out`` [H, W, 3] float32 0..1 (16-bit RGB for >8-bit sources: no precision lost)."""
     if high_bit_depth:
-        np.divide(frame.to_ndarray(format="rgb48le"), np.float32(65535.0), out=out)
+        np.divide(frame.to_ndarray(format="rgb48le"), np.float32(65535.0), out=out, dtype=np.float32)
     else:
-        np.divide(frame.to_ndarray(format="rgb24"), np.float32(255.0), out=out)
+        np.divide(frame.to_ndarray(format="rgb24"), np.float32(255.0), out=out, dtype=np.float32)
 
 
 def read_frames(path: Path | str, chunk_frames: int, start: int = 0) -> Iterator[torch.Tensor]:
