@@ -10,7 +10,8 @@ for a faithful, unoptimised path (two CFG passes, fp32 VAE encode, no memory lev
 identical noise, so the max abs difference of the output depth between paths is reported too.
 
 Usage (on the GPU machine):
-    PYTHONUNBUFFERED=1 python bench/depth.py [--runs faithful=sc70+sc160+v101,optimized=sc70+sc160+v101,opt_cl=sc70]
+    PYTHONUNBUFFERED=1 python bench/depth.py [--runs faithful=sc70+sc160+v101,fast2k=sc70+sc160+v101]
+    (fast2k = what compile=True runs; the default --runs is the line above: the targets' comparison)
     python bench/depth.py --tiny   # CPU dry run of the script with tiny models
     PYTHONUNBUFFERED=1 python bench/depth.py --levers --runs ""   # profile + speed levers of one UNet pass / decode
 """
@@ -553,7 +554,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--runs",
-        default="faithful=sc70+sc160+v101,optimized=sc70+sc160+v101",
+        default="faithful=sc70+sc160+v101,fast2k=sc70+sc160+v101",
         help="comma-separated VARIANT=CONFIG+CONFIG; faithful first (the others are diffed against it)",
     )
     parser.add_argument("--height", type=int, default=576)
