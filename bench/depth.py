@@ -125,8 +125,9 @@ VARIANTS = {
     "fast2k_vcl": replace(FAST2K, vae_channels_last=True),
     "fast2k_ma": replace(FAST2K, compile_mode="max-autotune-no-cudagraphs"),
     "fastbk": replace(FAST2K, batch_cfg=True),
-    # Not measured yet: the whole UNet as one graph (fusions across block boundaries), and with CUDA graphs;
-    # Inductor's coordinate-descent tuning of its Triton kernels' launch configurations.
+    # Measured 2026-11-30 (bench/README.md), none kept: the whole UNet as one graph (no gain), with CUDA graphs (the
+    # second guidance pass overwrites the first's output in the static buffers), coordinate-descent tuning (did not
+    # finish compiling in 5 min).
     "fast2k_whole": replace(FAST2K, compile_blocks=False, compile_whole_unet=True),
     "fast2k_whole_ro": replace(FAST2K, compile_blocks=False, compile_whole_unet=True, compile_mode="reduce-overhead"),
     "fast2k_cdt": replace(FAST2K, compile_options=(("coordinate_descent_tuning", True),)),

@@ -434,8 +434,7 @@ class StereoInpaintPipeline:
         the default processor's memory-efficient attention needs no chunking)."""
         from .compiled_svd import compile_unet_blocks, compile_vae
 
-        # diffusers' blocks as measured for this pipeline (frames_major_blocks: measured for the depth pipeline only;
-        # tiles batched in the UNet would make its temporal GEMMs copy their frame slices).
+        # diffusers' blocks, as measured for this pipeline (frames_major_blocks were measured for video depth only).
         compile_unet_blocks(self.unet, frames_major=False)
         compile_vae(self.vae, encoder=False, frames_major_decoder=False)  # the encoder is cheap
         self.compiled = True
