@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import comfy.model_management as model_management
@@ -29,33 +27,19 @@ from .depth_nodes import DepthCrafterModel
 from .inpaint_nodes import StereoCrafterModel
 from .managed_model import ManagedPipeline
 from .splat_node import parallax_inputs
+from .video_inputs import VideoSource, video_source
 
 CATEGORY = "StereoCrafter3D"
 # GPU working memory reserved when the inpainting model loads (as StereoInpaint at its defaults).
 _INPAINT_WORKING_BYTES = 6 * 1024**3
 
 
-def video_file(video: Input.Video | None, video_path: str, name: str) -> Path:
-    """A file path for a VIDEO input or a path string (absolute, or a file in ComfyUI's input folder).
-
-    A VIDEO that is not backed by a file (e.g. made from frames) is written to ComfyUI's temp folder first.
-    """
-    if video_path.strip():
-        path = Path(video_path.strip()).expanduser()
-        if not path.is_absolute():
-            path = Path(folder_paths.get_input_directory()) / path
-        if not path.is_file():
-            raise ValueError(f"{name}_path: {path} is not a file. Give an absolute path or a file in input/.")
-        return path
-    if video is None:
-        raise ValueError(f"connect a {name} (Load Video) or give {name}_path.")
-    source = video.get_stream_source() if hasattr(video, "get_stream_source") else None
-    if isinstance(source, str) and Path(source).is_file():
-        return Path(source)
-    handle, tmp = tempfile.mkstemp(suffix=".mp4", dir=folder_paths.get_temp_directory())
-    os.close(handle)
-    video.save_to(tmp)
-    return Path(tmp)
+def video_file(video: Input.Video | None, video_path: str, name: str) -> VideoSource:
+    """The file and trim window for a VIDEO input or a path string (absolute, or a file in ComfyUI's input folder);
+    see :func:`.video_inputs.video_source`."""
+    return video_source(
+        video, video_path, name, Path(folder_paths.get_input_directory()), Path(folder_paths.get_temp_directory())
+    )
 
 
 def output_path(prefix: str, source: Path, layout: str) -> tuple[Path, str]:
@@ -171,12 +155,22 @@ class ConvertVideoTo3D(io.ComfyNode):
         depth_video: Input.Video | None = None,
         stereocrafter: ManagedPipeline | None = None,
     ) -> io.NodeOutput:
-        source = video_file(video, video_path, "video")
-        depth = None
+        source_video = video_file(video, video_path, "video")
+        source = source_video.path
+        depth_source = None
         if depth_video is not None or depth_video_path.strip():
-            depth = video_file(depth_video, depth_video_path, "depth_video")
+            depth_source = video_file(depth_video, depth_video_path, "depth_video")
+        depth = depth_source.path if depth_source is not None else None
         if depth is not None and depthcrafter is not None:
             raise ValueError("connect either depthcrafter or a depth video, not both.")
+        if depth_source is not None and (source_video.trim or depth_source.trim):
+            frames = probe_video(source, source_video.trim).frame_count
+            depth_frames = probe_video(depth, depth_source.trim).frame_count
+            if frames != depth_frames:
+                raise ValueError(
+                    f"depth_video: {depth_frames} frames, but the video has {frames} (a trim window applies to "
+                    "one or both): trim both the same way (Video Slice with the same start_time and duration)."
+                )
         if depth is None and depthcrafter is None:
             raise ValueError("connect depthcrafter (LoadDepthCrafter) or a depth video (depth_video / its path).")
         settings = ConvertSettings(
@@ -191,7 +185,7 @@ class ConvertVideoTo3D(io.ComfyNode):
         if depthcrafter is not None:
             # Two guidance passes, as the VideoDepth node (same output, less GPU memory).
             depth_settings = DepthSettings(num_inference_steps=depth_steps, seed=seed, batch_cfg=False)
-            info = probe_video(source)
+            info = probe_video(source, source_video.trim)
             size = processing_size(info.height, info.width, depth_settings.max_res)
             frames = info.frame_count or depth_settings.window_size
             working = working_memory_bytes(size, frames, depth_settings, depthcrafter.pipeline.dtype)
@@ -224,6 +218,8 @@ class ConvertVideoTo3D(io.ComfyNode):
             depth_model=depth_stage,
             inpaint=inpaint_stage,
             device=comfy_runtime.compute_device(),
+            trim=source_video.trim,
+            depth_trim=depth_source.trim if depth_source is not None else None,
             on_progress=on_progress,
             interrupt=model_management.throw_exception_if_processing_interrupted,
         )

@@ -40,7 +40,17 @@ from .depth_file import DepthFileWriter, read_depth_file
 from .disparity import DISPARITY_UNITS, depth_bounds
 from .packing import LAYOUT_SUFFIXES, LAYOUTS, RESIZE_FILTERS, Layout, ResizeFilter, pack_stereo
 from .stereo_warp import WarpSettings, depth_channels_mean, warp_to_right_eye
-from .video_io import CODECS, Codec, SegmentWriter, VideoInfo, mux_segments, output_format, probe_video, read_frames
+from .video_io import (
+    CODECS,
+    Codec,
+    SegmentWriter,
+    TrimWindow,
+    VideoInfo,
+    mux_segments,
+    output_format,
+    probe_video,
+    read_frames,
+)
 
 if TYPE_CHECKING:  # the model modules import diffusers (~0.3 GB of RAM), which a model-free conversion never needs
     from .depth_pipeline import DepthSettings, VideoDepthPipeline
@@ -228,11 +238,11 @@ def _prepare_work_dir(work_dir: Path) -> None:
         raise OSError(f"cannot write next to the output ({work_dir.parent}): {exc.strerror or exc}.") from exc
 
 
-def depth_range(depth_path: Path, chunk_frames: int) -> tuple[float, float]:
-    """(min, max) of a depth video over all frames and pixels, channels averaged as the splat stage reads
-    them; one streaming decode pass."""
+def depth_range(depth_path: Path, chunk_frames: int, trim: TrimWindow | None = None) -> tuple[float, float]:
+    """(min, max) of a depth video (its ``trim`` window only) over all frames and pixels, channels averaged as the
+    splat stage reads them; one streaming decode pass."""
     low, high = float("inf"), float("-inf")
-    for chunk in read_frames(depth_path, chunk_frames):
+    for chunk in read_frames(depth_path, chunk_frames, window=trim):
         chunk_low, chunk_high = depth_bounds(depth_channels_mean(chunk))
         low, high = min(low, chunk_low), max(high, chunk_high)
     return low, high
@@ -268,12 +278,16 @@ def _check_pair(info: VideoInfo, depth_info: VideoInfo) -> None:
 
 
 def _check_sources(
-    info: VideoInfo, depth: Path | None, depth_model: DepthStage | None, settings: ConvertSettings
+    info: VideoInfo,
+    depth: Path | None,
+    depth_model: DepthStage | None,
+    settings: ConvertSettings,
+    depth_trim: TrimWindow | None = None,
 ) -> None:
     if (depth is None) == (depth_model is None):
         raise ValueError("give either a depth video or a depth model (DepthCrafter), not both and not neither.")
     if depth is not None:
-        _check_pair(info, probe_video(depth))
+        _check_pair(info, probe_video(depth, depth_trim))
     elif settings.warp.invert:
         raise ValueError("invert applies to depth videos with far = bright; DepthCrafter depth is near = bright.")
     if info.variable_frame_rate:
@@ -295,6 +309,8 @@ def convert_video(
     depth_model: DepthStage | None = None,
     inpaint: InpaintStage | None = None,
     device: torch.device | str | None = None,
+    trim: TrimWindow | None = None,
+    depth_trim: TrimWindow | None = None,
     save_depth: Path | str | None = None,
     on_progress: ProgressFn | None = None,
     on_chunk_done: Callable[[int, int], None] | None = None,
@@ -312,6 +328,8 @@ def convert_video(
         depth_model: estimate the depth with DepthCrafter instead of reading a depth video.
         inpaint: fill the disocclusion holes with StereoCrafter (else they stay black).
         device: where to splat (default: CUDA when available, else CPU). The models run where they are.
+        trim: convert only this part of ``input_path`` (a ComfyUI VIDEO's trim window); the audio is cut to it.
+        depth_trim: the part of ``depth`` that goes with it (same frame count as the trimmed input).
         save_depth: with ``depth_model``, also keep the estimated depth as a lossless 16-bit video (.mkv) there.
         on_progress: called as (stage, frames done, total frames) at the start, after each chunk and (estimated
             from the denoising steps) while the models run; never backwards within a stage.
@@ -325,8 +343,8 @@ def convert_video(
     settings.validate()
     input_path = Path(input_path)
     depth_path = Path(depth) if depth is not None else None
-    info = probe_video(input_path)
-    _check_sources(info, depth_path, depth_model, settings)
+    info = probe_video(input_path, trim)
+    _check_sources(info, depth_path, depth_model, settings, depth_trim)
     output = resolve_output_path(input_path, output, settings.layout)
     output_format(output)
     if output.resolve() in (input_path.resolve(), depth_path.resolve() if depth_path else None):
@@ -339,6 +357,9 @@ def convert_video(
     )
 
     job = _job_record(input_path, depth_path, depth_model, inpaint, settings)
+    trims = [None if t is None or t.is_whole else asdict(t) for t in (trim, depth_trim)]
+    if any(trims):  # another part of the same files is another job
+        job["trim"] = trims
     progress = _load_progress(work_dir, job)
     if progress is None:
         for stale in work_dir.iterdir():
@@ -353,13 +374,14 @@ def convert_video(
             progress["depth_range"] = list(bounds)
             _write_json(work_dir / "progress.json", progress)
     elif progress["depth_range"] is None:
-        progress["depth_range"] = list(depth_range(depth_path, settings.chunk_frames))
+        progress["depth_range"] = list(depth_range(depth_path, settings.chunk_frames, depth_trim))
         _write_json(work_dir / "progress.json", progress)
     bounds = tuple(progress["depth_range"])
     if bounds[1] - bounds[0] <= 1e-12 * max(1.0, abs(bounds[1])):
         logger.warning("the depth is constant: no parallax, the right view equals the left.")
 
     job_run = _StereoPass(info, depth_path, depth_model is not None, work_dir, progress, settings, bounds, device)
+    job_run.depth_trim = depth_trim
     done = job_run.run(inpaint, report, on_chunk_done, interrupt)
     if done != info.frame_count:
         logger.warning(
@@ -391,7 +413,7 @@ def _estimate_depth(
     pipeline = stage.load()
     tmp = path.with_name("depth.tmp.mkv")
     writer = DepthFileWriter(tmp, info.width, info.height, info.fps)
-    frames = read_frames(info.path, settings.chunk_frames)
+    frames = read_frames(info.path, settings.chunk_frames, window=info.window)
     steps = VideoDepthPipeline.num_progress_steps(info.frame_count, stage.settings)
     per_window = stage.settings.num_inference_steps
 
@@ -449,6 +471,7 @@ class _StereoPass:
         self.bounds, self.device = bounds, device
         self.done = sum(chunk["frames"] for chunk in progress["chunks"])
         self.warned_odd = False
+        self.depth_trim: TrimWindow | None = None  # the part of a depth video to read
 
     def _depth_chunks(self) -> Iterator[torch.Tensor]:
         """[n, H, W] depth chunks (a depth video's channels averaged at once, as the splat would: a third of the
@@ -456,7 +479,8 @@ class _StereoPass:
         chunk = self.settings.chunk_frames
         if self.depth_is_file:
             return read_depth_file(self.depth_path, chunk, start=self.done)
-        return (depth_channels_mean(frames) for frames in read_frames(self.depth_path, chunk, start=self.done))
+        frames = read_frames(self.depth_path, chunk, start=self.done, window=self.depth_trim)
+        return (depth_channels_mean(chunk_frames) for chunk_frames in frames)
 
     def _inpaint_stream(
         self, stage: InpaintStage, report: _Progress, interrupt: Callable[[], None] | None
@@ -489,7 +513,7 @@ class _StereoPass:
             return self.done  # killed between the last segment and the mux: nothing left to compute
         stream = self._inpaint_stream(inpaint, report, interrupt) if inpaint is not None else None
         pending_left: list[torch.Tensor] = []
-        frames_iter = read_frames(self.info.path, self.settings.chunk_frames, start=self.done)
+        frames_iter = read_frames(self.info.path, self.settings.chunk_frames, start=self.done, window=self.info.window)
         position = self.done
         for left, depth in zip_longest(frames_iter, self._depth_chunks()):
             if left is None or depth is None or left.shape[0] != depth.shape[0]:

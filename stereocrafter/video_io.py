@@ -4,6 +4,10 @@ and the final remux that joins encoded segments and the source's audio without r
 Reading decodes frame by frame, so memory holds one chunk at a time whatever the clip length. Variable frame
 rate input is read frame by frame and written at its average rate (every decoded frame becomes one output frame,
 the original per-frame timing is not kept); :func:`probe_video` flags it so the caller can say so.
+
+A :class:`TrimWindow` (a ComfyUI VIDEO's trim, e.g. from ``Video Slice``) limits probing, reading and the audio to
+a part of the file: reading seeks to the window's start and stops at its end, so a short trim of a long file costs
+only its own frames.
 """
 
 from __future__ import annotations
@@ -38,11 +42,44 @@ class VideoReadError(ValueError):
 
 
 @dataclass(frozen=True)
+class TrimWindow:
+    """A part of a video file in seconds, with ComfyUI's rule (``VideoFromFile``): the frames whose timestamp
+    ``pts`` (in the stream's time base ``tb``) has ``int(start_time / tb) <= pts < int((start_time + duration) / tb)``;
+    ``duration`` 0 means up to the end. ``start_time`` >= 0 (ComfyUI's ``get_active_trim_window`` gives that)."""
+
+    start_time: float = 0.0
+    duration: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.start_time >= 0 or not self.duration >= 0:
+            raise ValueError(
+                f"a trim window needs start_time >= 0 and duration >= 0 (seconds), got {self.start_time}, "
+                f"{self.duration}."
+            )
+
+    @property
+    def is_whole(self) -> bool:
+        """True when the window is the whole file (no trim)."""
+        return self.start_time == 0 and self.duration == 0
+
+    def pts_range(self, time_base: Fraction) -> tuple[int, int | None]:
+        """(first pts kept, first pts past the end or None) in units of ``time_base``, as ComfyUI computes them."""
+        start = int(self.start_time / time_base)
+        end = int((self.start_time + self.duration) / time_base) if self.duration else None
+        return start, end
+
+
+def _window(window: TrimWindow | None) -> TrimWindow | None:
+    return None if window is None or window.is_whole else window
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     """What the converter needs to know about a source video.
 
     ``frame_count`` comes from the container header when it has one, else from counting packets (no decoding).
-    ``start_time`` is the first video timestamp in seconds (audio is re-timed relative to it).
+    ``start_time`` is the first video timestamp in seconds (audio is re-timed relative to it). With a ``window``
+    (see :func:`probe_video`) both describe the window's frames only, and the audio is cut to the window too.
     """
 
     path: Path
@@ -56,6 +93,15 @@ class VideoInfo:
     bit_depth: int
     variable_frame_rate: bool
     audio_streams: int
+    window: TrimWindow | None = None
+
+    @property
+    def end_time(self) -> float | None:
+        """Where a window's audio ends (seconds, the source's clock): its first frame time plus its frames at
+        ``fps``; None without a window (all the audio is kept)."""
+        if self.window is None:
+            return None
+        return self.start_time + float(self.frame_count / self.fps)
 
 
 def _open(path: Path | str) -> av.container.InputContainer:
@@ -105,9 +151,32 @@ def _count_packets(path: Path) -> tuple[int, bool]:
     return count, len(durations) > 1 or uneven
 
 
-def probe_video(path: Path | str) -> VideoInfo:
-    """Read a video's size, rate, frame count and format; a :class:`VideoReadError` naming the problem."""
+def _window_packets(path: Path, window: TrimWindow) -> tuple[int, int | None]:
+    """(frame count, first pts) of the frames inside ``window``, by demuxing from the window's start only."""
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        start, end = window.pts_range(Fraction(stream.time_base))
+        if start > 0:
+            container.seek(start, stream=stream)
+        count, first = 0, None
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.pts is None or packet.is_discard:
+                continue
+            if end is not None and packet.dts is not None and packet.dts >= end:
+                break  # decode order: every later packet shows at or after its dts, past the window
+            if packet.pts >= start and (end is None or packet.pts < end):
+                count += 1
+                first = packet.pts if first is None else min(first, packet.pts)
+    return count, first
+
+
+def probe_video(path: Path | str, window: TrimWindow | None = None) -> VideoInfo:
+    """Read a video's size, rate, frame count and format; a :class:`VideoReadError` naming the problem.
+
+    With a ``window`` (a trim), ``frame_count`` and ``start_time`` are those of the window's frames (counted by
+    demuxing the window, no decoding)."""
     path = Path(path)
+    window = _window(window)
     with _open(path) as container:
         stream = _video_stream(container, path)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -136,7 +205,16 @@ def probe_video(path: Path | str) -> VideoInfo:
         raise VideoReadError(f"{path}: the video stream has no frames.")
     if info["width"] <= 0 or info["height"] <= 0:
         raise VideoReadError(f"{path}: the video stream has no frame size.")
-    return VideoInfo(path=path, frame_count=frame_count, variable_frame_rate=vfr, **info)
+    if window is not None:
+        frame_count, first = _window_packets(path, window)
+        if frame_count <= 0 or first is None:
+            raise VideoReadError(
+                f"{path}: no frames in the trim window (start {window.start_time} s, duration "
+                f"{window.duration or 'to the end'} s); the video has {header_frames or 'its'} frames at "
+                f"{float(fps):.3f} fps. Move the trim's start_time inside the clip."
+            )
+        info["start_time"] = float(first * info["time_base"])
+    return VideoInfo(path=path, frame_count=frame_count, variable_frame_rate=vfr, window=window, **info)
 
 
 def _to_float(frame: av.VideoFrame, high_bit_depth: bool, out: np.ndarray) -> None:
@@ -147,20 +225,34 @@ def _to_float(frame: av.VideoFrame, high_bit_depth: bool, out: np.ndarray) -> No
         np.divide(frame.to_ndarray(format="rgb24"), np.float32(255.0), out=out, dtype=np.float32)
 
 
-def read_frames(path: Path | str, chunk_frames: int, start: int = 0) -> Iterator[torch.Tensor]:
+def read_frames(
+    path: Path | str, chunk_frames: int, start: int = 0, window: TrimWindow | None = None
+) -> Iterator[torch.Tensor]:
     """Yield the frames of ``path`` from frame ``start`` on, as float32 [n, H, W, 3] 0..1 chunks of at most
     ``chunk_frames`` frames (the last may be shorter). Frames before ``start`` are decoded and dropped (exact
-    for any GOP structure and frame rate, unlike seeking by time)."""
+    for any GOP structure and frame rate, unlike seeking by time).
+
+    With a ``window`` only its frames are read (``start`` counts from the window's first frame): the decoder
+    seeks to the keyframe before the window, drops the frames before it and stops at its end."""
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}.")
+    window = _window(window)
     with _open(path) as container:
         stream = _video_stream(container, path)
         high = _bit_depth(stream) > 8
+        first_pts, end_pts = window.pts_range(Fraction(stream.time_base)) if window is not None else (0, None)
+        if first_pts > 0:
+            container.seek(first_pts, stream=stream)  # to the keyframe at or before it
         chunk: np.ndarray | None = None  # filled frame by frame: no list of frames plus a stacked copy
         filled = 0
         index = 0
         try:
             for frame in container.decode(stream):
+                if window is not None and frame.pts is not None:
+                    if frame.pts < first_pts:
+                        continue
+                    if end_pts is not None and frame.pts >= end_pts:
+                        break
                 if index >= start:
                     if chunk is None:
                         chunk = np.empty((chunk_frames, frame.height, frame.width, 3), dtype=np.float32)
@@ -258,29 +350,52 @@ def _segment_packets(
         offset_seconds += frames / fps
 
 
-def _audio_copy_packets(path: Path, index: int, out_stream, shift_s: float) -> Iterator[av.Packet]:
-    """Copy the packets of audio stream ``index`` of ``path``, moved by ``-shift_s`` seconds (the video's start)."""
+def _audio_copy_packets(
+    path: Path, index: int, out_stream, shift_s: float, end_s: float | None = None
+) -> Iterator[av.Packet]:
+    """Copy the packets of audio stream ``index`` of ``path``, moved by ``-shift_s`` seconds (the video's start).
+
+    With ``end_s`` (a trimmed video) only the packets starting within [shift_s, end_s) are copied."""
     with av.open(str(path)) as container:
         stream = container.streams.audio[index]
-        shift = round(Fraction(shift_s) / Fraction(stream.time_base))
+        time_base = Fraction(stream.time_base)
+        shift = round(Fraction(shift_s) / time_base)
+        if end_s is not None and shift > 0:
+            container.seek(shift, stream=stream)
         for packet in container.demux(stream):
             if packet.dts is None:
                 continue
+            if end_s is not None and packet.pts is not None:
+                if packet.pts < shift:
+                    continue
+                if float(packet.pts * time_base) >= end_s:
+                    break
             packet.pts -= shift
             packet.dts -= shift
             packet.stream = out_stream
             yield packet
 
 
-def _audio_aac_packets(path: Path, index: int, out_stream, shift_s: float) -> Iterator[av.Packet]:
-    """Re-encode audio stream ``index`` of ``path`` to AAC (for codecs the output container cannot hold)."""
+def _audio_aac_packets(
+    path: Path, index: int, out_stream, shift_s: float, end_s: float | None = None
+) -> Iterator[av.Packet]:
+    """Re-encode audio stream ``index`` of ``path`` to AAC (for codecs the output container cannot hold); with
+    ``end_s`` only the frames starting within [shift_s, end_s)."""
     codec = out_stream.codec_context
     rate = codec.sample_rate
     resampler = av.AudioResampler(format=codec.format.name, layout=codec.layout.name, rate=rate)
     fifo = av.AudioFifo()
     next_pts: int | None = None
     with av.open(str(path)) as container:
-        for frame in container.decode(container.streams.audio[index]):
+        stream = container.streams.audio[index]
+        if end_s is not None and shift_s > 0:
+            container.seek(int(Fraction(shift_s) / Fraction(stream.time_base)), stream=stream)
+        for frame in container.decode(stream):
+            if end_s is not None and frame.pts is not None:
+                if float(frame.pts * frame.time_base) < shift_s:
+                    continue
+                if float(frame.pts * frame.time_base) >= end_s:
+                    break
             if next_pts is None:
                 start = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
                 next_pts = round((start - shift_s) * rate)
@@ -317,7 +432,8 @@ def _audio_source(
     """An output stream for source audio stream ``index`` and the generator of its packets (copy or AAC)."""
     name = stream.codec_context.name
     if allowed is None or name in allowed:
-        return _audio_copy_packets(audio.path, index, out.add_stream_from_template(stream), audio.start_time)
+        out_stream = out.add_stream_from_template(stream)
+        return _audio_copy_packets(audio.path, index, out_stream, audio.start_time, audio.end_time)
     logger.info("audio: %s cannot go into %s as is; re-encoding it to AAC.", name, suffix)
     audio_out = out.add_stream("aac", rate=stream.codec_context.sample_rate)
     # The default layout for the channel count: sources may have an unordered one ("1 channels"), which AAC refuses.
@@ -325,7 +441,7 @@ def _audio_source(
     audio_out.layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(channels, "stereo")  # else downmixed
     audio_out.format = "fltp"
     audio_out.codec_context.open()  # now, not at the first frame: the header needs the encoder's extradata
-    return _audio_aac_packets(audio.path, index, audio_out, audio.start_time)
+    return _audio_aac_packets(audio.path, index, audio_out, audio.start_time, audio.end_time)
 
 
 def mux_segments(
@@ -335,7 +451,8 @@ def mux_segments(
     ``audio`` (a source video's info, or None).
 
     Audio streams are copied when the container (chosen by ``container_suffix``, e.g. ".mp4") takes their codec,
-    else re-encoded to AAC; timing stays relative to the source's first video frame, so sync is the source's."""
+    else re-encoded to AAC; timing stays relative to the source's first video frame, so sync is the source's. For
+    a trimmed source (``audio.window``) only the audio of the window's frames is kept."""
     fmt = output_format(Path("x" + container_suffix))
     allowed = AUDIO_COPY_CODECS[container_suffix.lower()]
     with av.open(str(segments[0][0])) as first, av.open(str(output), "w", format=fmt) as out:

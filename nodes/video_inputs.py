@@ -1,0 +1,87 @@
+"""A ComfyUI VIDEO input (or a path string) as what the converter reads: a file and the part of it to convert.
+
+No ComfyUI import: the VIDEO object is used through its methods only, so this works with ComfyUI 0.3.75 (no trim)
+and 0.33 (``get_active_trim_window``, ``Video Slice``), and unit tests can pass a stand-in object.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..stereocrafter.video_io import TrimWindow
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """A video file and the part of it to read (``trim`` None: all of it)."""
+
+    path: Path
+    trim: TrimWindow | None = None
+
+
+def trim_window(video: Any) -> TrimWindow | None:
+    """The VIDEO's active trim window (ComfyUI 0.33+: ``get_active_trim_window()`` → (start s, duration s), duration
+    0 = to the end), or None when it has none or no trim (ComfyUI 0.3.75 videos have no such method)."""
+    get_window = getattr(video, "get_active_trim_window", None)
+    if get_window is None:
+        return None
+    start, duration = get_window()
+    window = TrimWindow(max(float(start), 0.0), max(float(duration), 0.0))
+    return None if window.is_whole else window
+
+
+def _temp_file(temp_dir: Path, suffix: str = ".mp4") -> Path:
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(suffix=suffix, dir=temp_dir)
+    os.close(handle)
+    return Path(tmp)
+
+
+def _save_encoded(video: Any, temp_dir: Path) -> Path:
+    """Encode a VIDEO that has no file (e.g. made from frames) to a temp file, at its own bit depth (ComfyUI 0.33's
+    ``save_to`` keeps it) and near-lossless where ``save_to`` takes a ``crf`` (0.33+)."""
+    tmp = _temp_file(temp_dir)
+    accepts_crf = "crf" in inspect.signature(video.save_to).parameters
+    if accepts_crf:
+        video.save_to(str(tmp), crf=0)
+    else:
+        video.save_to(str(tmp))
+    return tmp
+
+
+def video_source(video: Any | None, video_path: str, name: str, input_dir: Path, temp_dir: Path) -> VideoSource:
+    """The file and trim window for a VIDEO input or a path string (absolute, or a file in ``input_dir``).
+
+    A file-backed VIDEO (Load Video, Video Slice) is read in place, only its trim window: no copy, however long
+    the file. A VIDEO held in memory as an encoded file is written out as it is (no re-encoding); one made from
+    frames is encoded to ``temp_dir`` first (it is in RAM already, so it is not a long clip).
+    """
+    if video_path.strip():
+        path = Path(video_path.strip()).expanduser()
+        if not path.is_absolute():
+            path = input_dir / path
+        if not path.is_file():
+            raise ValueError(f"{name}_path: {path} is not a file. Give an absolute path or a file in input/.")
+        return VideoSource(path)
+    if video is None:
+        raise ValueError(f"connect a {name} (Load Video) or give {name}_path.")
+    trim = trim_window(video)
+    # Only file-backed videos have a cheap stream source; VideoInput's default encodes the whole clip into memory.
+    if type(video).__name__ == "VideoFromFile" and hasattr(video, "get_stream_source"):
+        source = video.get_stream_source()
+        if isinstance(source, str) and Path(source).is_file():
+            return VideoSource(Path(source), trim)
+        if isinstance(source, io.IOBase):
+            tmp = _temp_file(temp_dir)
+            source.seek(0)
+            with tmp.open("wb") as out:
+                shutil.copyfileobj(source, out)
+            return VideoSource(tmp, trim)
+    return VideoSource(_save_encoded(video, temp_dir), None)  # a frames video's save_to applies no trim of its own
