@@ -35,9 +35,29 @@ PACK_DIR_NAME = "ComfyUI-StereoCrafter3D"
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+# Packages a ComfyUI tree needs beyond the shared .venv (scripts/install_test_deps.sh puts 0.33.0's newer frontend,
+# templates, torchaudio, ... there): on the server's PYTHONPATH when the folder exists.
+SITE_PACKAGES_NAME = ".sc3d-site-packages"
+
+
 def comfyui_dir() -> Path:
-    """Where ComfyUI is installed: $SC3D_COMFYUI_DIR, else .cache/comfyui (scripts/install_test_deps.sh)."""
-    return Path(os.environ.get("SC3D_COMFYUI_DIR", DEFAULT_COMFYUI_DIR))
+    """Where ComfyUI is installed: $SC3D_COMFYUI_DIR (e.g. .cache/comfyui-0.33), else .cache/comfyui (0.3.75;
+    scripts/install_test_deps.sh installs both). A relative path is taken from the repository root."""
+    path = Path(os.environ.get("SC3D_COMFYUI_DIR") or DEFAULT_COMFYUI_DIR)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def comfyui_version(comfy_dir: Path | None = None) -> str:
+    """The ``__version__`` in the tree's comfyui_version.py ("" if there is none)."""
+    path = (comfy_dir or comfyui_dir()) / "comfyui_version.py"
+    try:
+        text = path.read_text()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    return ""
 
 
 def free_port() -> int:
@@ -74,7 +94,7 @@ class ComfyServer:
         python: str | None = None,
         extra_args: list[str] | None = None,
     ):
-        self.comfy_dir = comfy_dir or comfyui_dir()
+        self.comfy_dir = Path(comfy_dir or comfyui_dir()).resolve()
         self.base_dir = Path(base_dir)
         self.python = python or sys.executable
         self.extra_args = list(extra_args or [])
@@ -155,6 +175,9 @@ class ComfyServer:
             self.port = free_port()
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
             env = {**THREAD_ENV, **os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+            site = self.comfy_dir / SITE_PACKAGES_NAME
+            if site.is_dir():
+                env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
             self.proc = subprocess.Popen(
                 self.command(),
                 cwd=self.comfy_dir,

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from comfy_harness import REPO_ROOT, ComfyClient, ComfyServer, comfyui_dir, require  # noqa: E402
+from comfy_harness import REPO_ROOT, ComfyClient, ComfyServer, comfyui_dir, comfyui_version, require  # noqa: E402
 from media import SOURCE_VIDEO, make_depth_clip, make_source_clip  # noqa: E402
 from model_dirs import TinyModels, install_tiny_models  # noqa: E402
 
@@ -29,6 +29,11 @@ _state: dict[str, ComfyServer] = {}
 def pytest_configure(config: pytest.Config) -> None:
     if not any(line.startswith("e2e:") for line in config.getini("markers")):
         config.addinivalue_line("markers", "e2e: runs the real ComfyUI server (and the browser); slower")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    version = comfyui_version() or "not installed"
+    return f"e2e: ComfyUI {version} in {comfyui_dir()} (SC3D_COMFYUI_DIR selects another tree)"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
