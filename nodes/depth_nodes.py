@@ -13,7 +13,7 @@ from ..stereocrafter.svd_components import load_svd_components
 from . import comfy_runtime
 from .loader_inputs import compile_wanted, model_folder_input, shared_loader_inputs
 from .managed_model import ManagedPipeline, choose_dtype
-from .model_folders import resolve_model_dir
+from .model_folders import resolve_model_dirs
 
 CATEGORY = "StereoCrafter3D/depth"
 DepthCrafterModel = io.Custom("SC3D_DEPTHCRAFTER")
@@ -44,12 +44,17 @@ class LoadDepthCrafter(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, depthcrafter: str | None = None, svd: str | None = None) -> bool:
+        """Accept folder names that are not in the list: ComfyUI 0.33 would reject them before ``execute`` can say
+        which folders it searched and about ``download_missing`` (naming the inputs here skips that check)."""
+        return True
+
+    @classmethod
     def execute(
         cls, depthcrafter: str, svd: str, precision: str, download_missing: bool, compile: bool = False
     ) -> io.NodeOutput:
         dtype = choose_dtype(precision)
-        unet_dir = resolve_model_dir(DEPTHCRAFTER, depthcrafter, download_missing)
-        svd_dir = resolve_model_dir(SVD, svd, download_missing)
+        unet_dir, svd_dir = resolve_model_dirs([(DEPTHCRAFTER, depthcrafter), (SVD, svd)], download_missing)
         unet = load_depthcrafter_unet(unet_dir, dtype)
         components = load_svd_components(svd_dir, dtype)
         offload = model_management.unet_offload_device()

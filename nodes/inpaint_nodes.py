@@ -20,7 +20,7 @@ from ..stereocrafter.svd_components import load_svd_components
 from . import comfy_runtime
 from .loader_inputs import compile_wanted, model_folder_input, shared_loader_inputs
 from .managed_model import ManagedPipeline, choose_dtype
-from .model_folders import resolve_model_dir
+from .model_folders import resolve_model_dirs
 
 CATEGORY = "StereoCrafter3D/inpaint"
 StereoCrafterModel = io.Custom("SC3D_STEREOCRAFTER")
@@ -56,12 +56,17 @@ class LoadStereoCrafter(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, stereocrafter: str | None = None, svd: str | None = None) -> bool:
+        """Accept folder names that are not in the list: ComfyUI 0.33 would reject them before ``execute`` can say
+        which folders it searched and about ``download_missing`` (naming the inputs here skips that check)."""
+        return True
+
+    @classmethod
     def execute(
         cls, stereocrafter: str, svd: str, precision: str, download_missing: bool, compile: bool = False
     ) -> io.NodeOutput:
         dtype = choose_dtype(precision)
-        unet_dir = resolve_model_dir(STEREOCRAFTER, stereocrafter, download_missing)
-        svd_dir = resolve_model_dir(SVD, svd, download_missing)
+        unet_dir, svd_dir = resolve_model_dirs([(STEREOCRAFTER, stereocrafter), (SVD, svd)], download_missing)
         unet = load_inpaint_unet(unet_dir, dtype)
         components = load_svd_components(svd_dir, dtype)
         pipeline = StereoInpaintPipeline.from_components(components, unet)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import folder_paths
 
-from ..stereocrafter.model_sources import DEPTHCRAFTER, STEREOCRAFTER, ModelSource, find_model_dir
+from ..stereocrafter.model_sources import DEPTHCRAFTER, STEREOCRAFTER, ModelSource, find_model_dirs
 
 
 def register_model_folders() -> None:
@@ -39,6 +39,8 @@ def list_model_dirs(source: ModelSource) -> list[str]:
     return [source.default_name, *sorted(names)]
 
 
-def resolve_model_dir(source: ModelSource, name: str, download: bool) -> Path:
-    """The folder for ``name`` in ComfyUI's folders; downloads it first when missing and ``download`` is on."""
-    return find_model_dir(source, _search_paths(source), name, download, download_hint="turn on download_missing")
+def resolve_model_dirs(wanted: list[tuple[ModelSource, str]], download: bool) -> list[Path]:
+    """The folders for (source, name) pairs in ComfyUI's folders; missing ones are downloaded first when
+    ``download`` is on, else one error names all of them."""
+    lookups = [(source, _search_paths(source), name) for source, name in wanted]
+    return find_model_dirs(lookups, download, download_hint="turn on download_missing")

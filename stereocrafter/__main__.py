@@ -23,7 +23,15 @@ import torch
 
 from .convert import OUTPUT_LAYOUTS, ConvertSettings, DepthStage, InpaintStage, ProgressFn, convert_video
 from .model_files import ModelFilesError
-from .model_sources import DEPTHCRAFTER, STEREOCRAFTER, SVD, ModelSource, default_models_root, find_model_dir
+from .model_sources import (
+    DEPTHCRAFTER,
+    STEREOCRAFTER,
+    SVD,
+    MissingModelsError,
+    ModelSource,
+    default_models_root,
+    find_model_dirs,
+)
 from .stereo_warp import WarpSettings
 from .video_io import VideoReadError
 
@@ -149,9 +157,16 @@ def _settings(args: argparse.Namespace) -> ConvertSettings:
     )
 
 
-def _model_dir(args: argparse.Namespace, source: ModelSource, name: str | None) -> Path:
+def _model_dirs(args: argparse.Namespace) -> dict[ModelSource, Path]:
+    """The folders of the models the arguments need (downloaded with --download); without it every missing one is
+    named in one MissingModelsError."""
+    wanted = [(SVD, args.svd)] if args.depth is None or not args.no_inpaint else []
+    wanted += [(DEPTHCRAFTER, args.depthcrafter)] if args.depth is None else []
+    wanted += [(STEREOCRAFTER, args.stereocrafter)] if not args.no_inpaint else []
     root = args.models if args.models is not None else default_models_root()
-    return find_model_dir(source, [root / source.folder_name], name, args.download, download_hint="pass --download")
+    lookups = [(source, [root / source.folder_name], name) for source, name in wanted]
+    paths = find_model_dirs(lookups, args.download, download_hint="pass --download")
+    return dict(zip([source for source, _ in wanted], paths, strict=True))
 
 
 def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage | None]:
@@ -171,12 +186,11 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
     compile_models = args.compile and device.type == "cuda"
     if args.compile and not compile_models:
         logger.warning("--compile needs CUDA (the device is %s): ignored.", device)
-    svd_dir = None
-    if args.depth is None or not args.no_inpaint:
-        svd_dir = _model_dir(args, SVD, args.svd)
+    dirs = _model_dirs(args)
+    svd_dir = dirs.get(SVD)
     depth_stage = inpaint_stage = None
     if args.depth is None:
-        depth_dir = _model_dir(args, DEPTHCRAFTER, args.depthcrafter)
+        depth_dir = dirs[DEPTHCRAFTER]
         settings = DepthSettings(num_inference_steps=args.depth_steps, max_res=args.depth_max_res, seed=args.seed)
         settings.validate()
 
@@ -189,7 +203,7 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
 
         depth_stage = DepthStage(load_depth, settings, model_id=f"{depth_dir.resolve()} {precision}")
     if not args.no_inpaint:
-        inpaint_dir = _model_dir(args, STEREOCRAFTER, args.stereocrafter)
+        inpaint_dir = dirs[STEREOCRAFTER]
         inpaint_settings = replace(InpaintSettings(), steps=args.inpaint_steps, tiles=args.tiles)
         inpaint_settings.validate()
 
@@ -245,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
     try:
         depth_stage, inpaint_stage = _stages(args)
+    except MissingModelsError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")  # not an argument error: no usage text
     except (FileNotFoundError, ValueError) as exc:
         parser.error(str(exc))
     on_progress, close = _progress_reporter()

@@ -36,6 +36,8 @@ class ModelSource:
     revision: str
     allow_patterns: tuple[str, ...]
     gated: bool = False
+    #: What a download fetches, for messages (the files ``allow_patterns`` select).
+    download_size: str = ""
 
 
 DEPTHCRAFTER = ModelSource(
@@ -44,6 +46,7 @@ DEPTHCRAFTER = ModelSource(
     "tencent/DepthCrafter",
     "c1a22b53f8abf80cd0b025adf29e637773229eca",
     ("config.json", "diffusion_pytorch_model.safetensors"),
+    download_size="about 3 GB",
 )
 STEREOCRAFTER = ModelSource(
     "stereocrafter",
@@ -51,6 +54,7 @@ STEREOCRAFTER = ModelSource(
     "TencentARC/StereoCrafter",
     "main",  # no commit hash could be verified offline; see the README
     ("config.json", "diffusion_pytorch_model.safetensors", "unet_diffusers/*"),
+    download_size="about 3 GB",
 )
 SVD = ModelSource(
     "diffusers",
@@ -67,6 +71,7 @@ SVD = ModelSource(
         "vae/diffusion_pytorch_model.fp16.safetensors",
     ),
     gated=True,
+    download_size="about 1.5 GB",
 )
 
 
@@ -88,6 +93,57 @@ def default_models_root() -> Path:
     return comfyui_models_root() or USER_MODELS_ROOT.expanduser()
 
 
+class MissingModelsError(FileNotFoundError):
+    """Model folders are missing (and downloading is off); the message names every one, where it was looked for,
+    its Hugging Face repository and how to fetch it."""
+
+
+def _existing_dir(source: ModelSource, roots: Sequence[Path], name: str) -> Path | None:
+    if Path(name).is_absolute() and Path(name).is_dir():
+        return Path(name)
+    for root in roots:
+        candidate = Path(root) / name
+        if candidate.is_dir() and any(candidate.iterdir()):
+            return candidate
+    return None
+
+
+def _not_found(source: ModelSource, roots: Sequence[Path], name: str) -> str:
+    searched = ", ".join(str(root) for root in roots)
+    size = f", {source.download_size}" if source.download_size else ""
+    gated = "; the repository is gated: accept its licence on huggingface.co and log in first" if source.gated else ""
+    return (
+        f"'{name}' was not found in {searched}. Put the {source.repo_id} files there (keeping the Hugging Face "
+        f"layout{size}{gated})"
+    )
+
+
+def find_model_dirs(
+    wanted: Sequence[tuple[ModelSource, Sequence[Path], str | None]],
+    download: bool = False,
+    download_hint: str = "allow the download of missing weights",
+) -> list[Path]:
+    """:func:`find_model_dir` for each (source, roots, name), in order. Without ``download`` every missing folder is
+    checked first and named in one :class:`MissingModelsError`; with it the missing ones are downloaded."""
+    found = [_existing_dir(source, roots, name or source.default_name) for source, roots, name in wanted]
+    missing = [
+        _not_found(source, roots, name or source.default_name)
+        for (source, roots, name), path in zip(wanted, found, strict=True)
+        if path is None
+    ]
+    if missing and not download:
+        if len(missing) == 1:
+            raise MissingModelsError(f"{missing[0]}, or {download_hint} to fetch it.")
+        listed = "".join(f"\n- {line}." for line in missing)
+        raise MissingModelsError(
+            f"{len(missing)} model folders are missing:{listed}\nOr {download_hint} to fetch them."
+        )
+    return [
+        path if path is not None else download_model(source, Path(roots[0]) / (name or source.default_name))
+        for (source, roots, name), path in zip(wanted, found, strict=True)
+    ]
+
+
 def find_model_dir(
     source: ModelSource,
     roots: Sequence[Path],
@@ -98,23 +154,10 @@ def find_model_dir(
     """The folder ``name`` (default: the source's default name) of ``source``'s kind under one of ``roots``.
 
     ``roots`` are kind folders (e.g. ``models/depthcrafter``). An absolute existing ``name`` is used as is. A missing
-    folder is downloaded into the first root when ``download`` is on, else FileNotFoundError names the fix (the
-    caller's way to turn the download on is ``download_hint``).
+    folder is downloaded into the first root when ``download`` is on, else :class:`MissingModelsError` (a
+    FileNotFoundError) names the fix (the caller's way to turn the download on is ``download_hint``).
     """
-    name = name or source.default_name
-    if Path(name).is_absolute() and Path(name).is_dir():
-        return Path(name)
-    for root in roots:
-        candidate = Path(root) / name
-        if candidate.is_dir() and any(candidate.iterdir()):
-            return candidate
-    if not download:
-        searched = ", ".join(str(root) for root in roots)
-        raise FileNotFoundError(
-            f"'{name}' was not found in {searched}. Put the {source.repo_id} files there (keeping the Hugging Face "
-            f"layout), or {download_hint} to fetch them."
-        )
-    return download_model(source, Path(roots[0]) / name)
+    return find_model_dirs([(source, roots, name)], download, download_hint)[0]
 
 
 def download_model(source: ModelSource, target: Path) -> Path:
