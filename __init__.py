@@ -19,11 +19,13 @@ if ComfyExtension is not None:
     from .nodes.model_folders import register_model_folders
     from .nodes.splat_node import ForwardSplat
 
-    # At import time: ComfyUI 0.3.75 never calls ComfyExtension.on_load().
-    register_model_folders()
-
     class StereoCrafter3DExtension(ComfyExtension):
+        async def on_load(self) -> None:
+            """ComfyUI 0.33+: add the model folders before any node lists them."""
+            register_model_folders()
+
         async def get_node_list(self) -> list[type[io.ComfyNode]]:
+            register_model_folders()  # ComfyUI 0.3.75 never calls on_load(); a no-op after it
             return [
                 LoadDepthCrafter,
                 VideoDepth,

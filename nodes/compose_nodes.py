@@ -7,6 +7,7 @@ from comfy_api.latest import io
 
 from ..stereocrafter.anaglyph import ANAGLYPH_METHODS, make_anaglyph
 from ..stereocrafter.packing import LAYOUTS, RESIZE_FILTERS, pack_stereo
+from .schema_fields import extra_fields
 
 CATEGORY = "StereoCrafter3D/output"
 
@@ -16,6 +17,7 @@ class ComposeSBS(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SC3D_ComposeSBS",
+            **extra_fields("SC3D_ComposeSBS"),
             display_name="ComposeSBS",
             category=CATEGORY,
             description="Packs the left and right eyes into side-by-side or top-bottom frames.",
@@ -52,6 +54,7 @@ class ComposeAnaglyph(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SC3D_ComposeAnaglyph",
+            **extra_fields("SC3D_ComposeAnaglyph"),
             display_name="ComposeAnaglyph",
             category=CATEGORY,
             description="Combines the left and right eyes into a red-cyan anaglyph for glasses.",

@@ -26,6 +26,7 @@ from . import comfy_runtime
 from .depth_nodes import DepthCrafterModel
 from .inpaint_nodes import StereoCrafterModel
 from .managed_model import ManagedPipeline
+from .schema_fields import extra_fields
 from .splat_node import parallax_inputs
 from .video_inputs import VideoSource, video_source
 
@@ -68,6 +69,7 @@ class ConvertVideoTo3D(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SC3D_ConvertVideoTo3D",
+            **extra_fields("SC3D_ConvertVideoTo3D"),
             display_name="Convert Video to 3D (streaming)",
             category=CATEGORY,
             description=(

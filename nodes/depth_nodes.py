@@ -14,6 +14,7 @@ from . import comfy_runtime
 from .loader_inputs import compile_wanted, model_folder_input, shared_loader_inputs
 from .managed_model import ManagedPipeline, choose_dtype
 from .model_folders import resolve_model_dirs
+from .schema_fields import extra_fields
 
 CATEGORY = "StereoCrafter3D/depth"
 DepthCrafterModel = io.Custom("SC3D_DEPTHCRAFTER")
@@ -26,6 +27,7 @@ class LoadDepthCrafter(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SC3D_LoadDepthCrafter",
+            **extra_fields("SC3D_LoadDepthCrafter"),
             display_name="LoadDepthCrafter",
             category=CATEGORY,
             description=(
@@ -77,6 +79,7 @@ class VideoDepth(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SC3D_VideoDepth",
+            **extra_fields("SC3D_VideoDepth"),
             display_name="VideoDepth",
             category=CATEGORY,
             description=(

@@ -21,6 +21,7 @@ from . import comfy_runtime
 from .loader_inputs import compile_wanted, model_folder_input, shared_loader_inputs
 from .managed_model import ManagedPipeline, choose_dtype
 from .model_folders import resolve_model_dirs
+from .schema_fields import extra_fields
 
 CATEGORY = "StereoCrafter3D/inpaint"
 StereoCrafterModel = io.Custom("SC3D_STEREOCRAFTER")
@@ -35,6 +36,7 @@ class LoadStereoCrafter(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SC3D_LoadStereoCrafter",
+            **extra_fields("SC3D_LoadStereoCrafter"),
             display_name="LoadStereoCrafter",
             category=CATEGORY,
             description=(
@@ -83,6 +85,7 @@ class StereoInpaint(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SC3D_StereoInpaint",
+            **extra_fields("SC3D_StereoInpaint"),
             display_name="StereoInpaint",
             category=CATEGORY,
             description=(

@@ -16,13 +16,22 @@ import folder_paths
 
 from ..stereocrafter.model_sources import DEPTHCRAFTER, STEREOCRAFTER, ModelSource, find_model_dirs
 
+_registered = False
+
 
 def register_model_folders() -> None:
-    """Add models/depthcrafter and models/stereocrafter (``diffusers`` is a core folder); keeps yaml paths."""
+    """Add models/depthcrafter and models/stereocrafter (``diffusers`` is a core folder); keeps yaml paths.
+
+    Runs once: the extension calls it from ``on_load`` (ComfyUI 0.33+) and again before listing its nodes (0.3.75
+    never calls ``on_load``); later calls do nothing."""
+    global _registered
+    if _registered:
+        return
     for source in (DEPTHCRAFTER, STEREOCRAFTER):
         folder_paths.add_model_folder_path(
             source.folder_name, os.path.join(folder_paths.models_dir, source.folder_name)
         )
+    _registered = True
 
 
 def _search_paths(source: ModelSource) -> list[Path]:

@@ -9,6 +9,7 @@ from ..stereocrafter.disparity import DISPARITY_UNITS
 from ..stereocrafter.preview import splat_preview_grid
 from ..stereocrafter.stereo_warp import WarpSettings, warp_to_right_eye
 from . import comfy_runtime
+from .schema_fields import extra_fields
 
 CATEGORY = "StereoCrafter3D/stereo"
 
@@ -57,6 +58,7 @@ class ForwardSplat(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SC3D_ForwardSplat",
+            **extra_fields("SC3D_ForwardSplat"),
             display_name="ForwardSplat",
             category=CATEGORY,
             description=(
