@@ -331,20 +331,40 @@ class SegmentWriter:
         self.container.close()
 
 
+def _reorder_delay(segment: Path) -> Fraction:
+    """Seconds by which a segment's first decode timestamp precedes its first frame (the encoder's B-frame delay;
+    a segment of one or two frames has none)."""
+    with av.open(str(segment)) as container:
+        stream = container.streams.video[0]
+        stamps = [(p.pts, p.dts) for p in container.demux(stream) if p.dts is not None and p.pts is not None]
+    if not stamps:
+        return Fraction(0)
+    return (min(pts for pts, _ in stamps) - stamps[0][1]) * Fraction(stream.time_base)
+
+
 def _segment_packets(
     segments: list[tuple[Path, int]], fps: Fraction, out_stream: av.video.stream.VideoStream
 ) -> Iterator[av.Packet]:
-    """The packets of consecutive (segment, frame count) files, re-timed so they play one after another."""
+    """The packets of consecutive (segment, frame count) files, re-timed so they play one after another.
+
+    Decode timestamps go one frame apart across all segments, behind the frames by the largest reordering delay
+    of any segment: a segment encoded with less delay (a short last one) would leave a gap in them, which MP4
+    turns into a longer frame (the file then reports a longer duration and a wrong average frame rate)."""
+    delay = max(_reorder_delay(segment) for segment, _ in segments)
     offset_seconds = Fraction(0)
     for segment, frames in segments:
         with av.open(str(segment)) as container:
             stream = container.streams.video[0]
-            shift = round(offset_seconds / Fraction(stream.time_base))
+            time_base = Fraction(stream.time_base)
+            shift = round(offset_seconds / time_base)
+            index = 0
             for packet in container.demux(stream):
                 if packet.dts is None:
                     continue
                 packet.pts += shift
-                packet.dts += shift
+                # Never after its pts: this segment's own delay is at most ``delay``.
+                packet.dts = round((offset_seconds + index / fps - delay) / time_base)
+                index += 1
                 packet.stream = out_stream
                 yield packet
         offset_seconds += frames / fps

@@ -149,3 +149,17 @@ def test_depth_window_mismatch_is_an_error(tmp_path: Path) -> None:
     source = _clip(tmp_path / "in.mp4", frames=30)
     with pytest.raises(ValueError, match="depth video has 30 frames"):
         convert_video(source, tmp_path / "out.mp4", source, trim=TrimWindow(0.0, 0.5))
+
+
+@pytest.mark.parametrize(("frames", "chunk"), [(12, 5), (8, 6), (24, 16)])
+def test_short_last_segment_keeps_duration_and_rate(tmp_path: Path, frames: int, chunk: int) -> None:
+    """A last segment of 1-2 frames is encoded without B-frame delay; the joined file still has one frame's
+    duration per frame (a gap in the decode times made MP4 report 144/7 fps for 12 frames at 24 fps)."""
+    source = _clip(tmp_path / "in.mp4", frames=frames)
+    output = convert_video(source, tmp_path / "out.mp4", source, ConvertSettings(chunk_frames=chunk))
+    with av.open(str(output)) as container:
+        stream = container.streams.video[0]
+        assert stream.average_rate == FPS
+        assert float(stream.duration * stream.time_base) == pytest.approx(frames / FPS, abs=0.5 / FPS)
+        dts = [packet.dts for packet in container.demux(stream) if packet.size]
+    assert len(set(np.diff(dts))) == 1  # one frame apart throughout
