@@ -39,7 +39,7 @@ def test_pack_in_comfyui(version: str) -> None:
         pytest.skip(f"ComfyUI {version} is not installed in {comfy_dir}")
     report = _probe(comfy_dir)
     assert not report["registered_at_import"]
-    models = comfy_dir / "models"
+    models = comfy_dir.resolve() / "models"  # ComfyUI uses its real path
     assert report["depthcrafter_paths"] == [str(models / "depthcrafter")]
     assert report["stereocrafter_paths"] == [str(models / "stereocrafter")]
     assert report["missing_folder_errors"] == []
