@@ -33,6 +33,9 @@ PACK_DIR_NAME = "ComfyUI-StereoCrafter3D"
 # their thousands of small ops are overhead-bound: on a small machine shared with other jobs, OpenMP threads
 # waiting for each other at every op made a 2-step VideoDepth take 20 s instead of 0.35 s on one thread.
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# The websocket handshake's own limit (a prompt's timeout is for the prompt; the handshake on a busy machine
+# can take longer than a short one, which made a 0.001 s prompt timeout fail in the handshake instead).
+CONNECT_TIMEOUT = 60.0
 
 
 # Packages a ComfyUI tree needs beyond the shared .venv (scripts/install_test_deps.sh puts 0.33.0's newer frontend,
@@ -255,9 +258,14 @@ class ComfyServer:
 class PromptError(AssertionError):
     """A prompt was rejected by validation or failed while executing; the message carries ComfyUI's report."""
 
-    def __init__(self, message: str, messages: list[dict[str, Any]] | None = None):
+    def __init__(self, message: str, messages: list[dict[str, Any]] | None = None, prompt_id: str | None = None):
         super().__init__(message)
         self.messages = messages or []  # the websocket messages of the prompt received so far
+        self.prompt_id = prompt_id  # None when the server rejected it before queueing
+
+
+class PromptTimeout(PromptError):
+    """The prompt had not finished when the caller's timeout ran out (it may still be queued or running)."""
 
 
 class PromptInterrupted(PromptError):
@@ -335,6 +343,14 @@ class ComfyClient:
             raise PromptError(f"ComfyUI reported node errors: {json.dumps(answer['node_errors'], indent=2)}")
         return answer["prompt_id"]
 
+    def _connect(self):
+        """A websocket for this client's messages. Its handshake has its own timeout, not the prompt's."""
+        import websocket  # websocket-client (requirements-dev.txt)
+
+        return websocket.create_connection(
+            f"ws://{self.url.split('://', 1)[1]}/ws?clientId={self.client_id}", timeout=CONNECT_TIMEOUT
+        )
+
     def run(
         self,
         prompt: dict[str, Any],
@@ -346,60 +362,94 @@ class ComfyClient:
 
         ``on_message(message, prompt_id)`` is called for every websocket message of the prompt as it arrives
         (e.g. to POST /interrupt once ``progress`` messages come). Raises `PromptError` with ComfyUI's message
-        and traceback on a validation or execution error, `PromptInterrupted` when the prompt was interrupted.
+        and traceback on a validation or execution error, `PromptInterrupted` when the prompt was interrupted,
+        `PromptTimeout` when it has not finished ``timeout`` seconds after it was queued (0: at once, before any
+        message is read; the prompt goes on in the server, `wait` can wait for it).
         """
-        import websocket  # websocket-client (requirements-dev.txt)
-
-        ws = websocket.create_connection(
-            f"ws://{self.url.split('://', 1)[1]}/ws?clientId={self.client_id}", timeout=timeout
-        )
-        messages: list[dict[str, Any]] = []
+        ws = self._connect()  # before queueing, so that no message of the prompt is missed
         try:
             prompt_id = self.queue_prompt(prompt, workflow)
-            deadline = time.monotonic() + timeout
-            while True:
-                ws.settimeout(max(0.001, deadline - time.monotonic()))  # past the deadline: recv times out
-                try:
-                    raw = ws.recv()
-                except websocket.WebSocketTimeoutException:
-                    queue = self.get_json("/queue")
-                    raise PromptError(
-                        f"prompt {prompt_id} did not finish within {timeout:.0f} s; queue: "
-                        f"{len(queue.get('queue_running', []))} running, "
-                        f"{len(queue.get('queue_pending', []))} pending{self._log_hint()}"
-                    ) from None
-                except (websocket.WebSocketConnectionClosedException, ConnectionError) as exc:
-                    raise PromptError(
-                        f"lost the websocket while waiting for {prompt_id}: {exc}{self._log_hint()}"
-                    ) from None
-                if not isinstance(raw, str):
-                    continue  # binary preview frames
-                msg = json.loads(raw)
-                data = msg.get("data") or {}
-                if data.get("prompt_id") not in (None, prompt_id):
-                    continue
-                messages.append(msg)
-                if on_message is not None:
-                    on_message(msg, prompt_id)
-                kind = msg.get("type")
-                if kind == "execution_error" and data.get("prompt_id") == prompt_id:
-                    raise PromptError(
-                        f"node {data.get('node_id')} ({data.get('node_type')}) failed: "
-                        f"{data.get('exception_type')}: {data.get('exception_message')}\n"
-                        + "".join(data.get("traceback") or []),
-                        messages,
-                    )
-                if kind == "execution_interrupted" and data.get("prompt_id") == prompt_id:
-                    raise PromptInterrupted(
-                        f"prompt {prompt_id} was interrupted in node {data.get('node_id')} ({data.get('node_type')})",
-                        messages,
-                    )
-                if kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
-                    break
+            return self._wait(ws, prompt_id, time.monotonic() + timeout, timeout, on_message)
         finally:
             ws.close()
+
+    def wait(self, prompt_id: str, timeout: float = 300.0) -> PromptResult:
+        """Waits for an already queued prompt (e.g. after a `PromptTimeout`) and returns its history entry."""
+        ws = self._connect()
+        try:
+            # Connected first, then asked: a prompt that ends before this answer is in the history, one that
+            # ends after it sends its last message to this socket.
+            if prompt_id in self.get_json(f"/history/{prompt_id}"):
+                return self._result(prompt_id, [])
+            return self._wait(ws, prompt_id, time.monotonic() + timeout, timeout, None)
+        finally:
+            ws.close()
+
+    def _wait(
+        self,
+        ws: Any,
+        prompt_id: str,
+        deadline: float,
+        timeout: float,
+        on_message: Callable[[dict[str, Any], str], None] | None,
+    ) -> PromptResult:
+        import websocket
+
+        messages: list[dict[str, Any]] = []
+
+        def timed_out() -> PromptTimeout:
+            queue = self.get_json("/queue")
+            return PromptTimeout(
+                f"prompt {prompt_id} did not finish within {timeout:g} s; queue: "
+                f"{len(queue.get('queue_running', []))} running, "
+                f"{len(queue.get('queue_pending', []))} pending{self._log_hint()}",
+                messages,
+                prompt_id,
+            )
+
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise timed_out()
+            ws.settimeout(remaining)
+            try:
+                raw = ws.recv()
+            except websocket.WebSocketTimeoutException:
+                raise timed_out() from None
+            except (websocket.WebSocketConnectionClosedException, ConnectionError) as exc:
+                raise PromptError(
+                    f"lost the websocket while waiting for {prompt_id}: {exc}{self._log_hint()}", messages, prompt_id
+                ) from None
+            if not isinstance(raw, str):
+                continue  # binary preview frames
+            msg = json.loads(raw)
+            data = msg.get("data") or {}
+            if data.get("prompt_id") not in (None, prompt_id):
+                continue
+            messages.append(msg)
+            if on_message is not None:
+                on_message(msg, prompt_id)
+            kind = msg.get("type")
+            if kind == "execution_error" and data.get("prompt_id") == prompt_id:
+                raise PromptError(
+                    f"node {data.get('node_id')} ({data.get('node_type')}) failed: "
+                    f"{data.get('exception_type')}: {data.get('exception_message')}\n"
+                    + "".join(data.get("traceback") or []),
+                    messages,
+                    prompt_id,
+                )
+            if kind == "execution_interrupted" and data.get("prompt_id") == prompt_id:
+                raise PromptInterrupted(
+                    f"prompt {prompt_id} was interrupted in node {data.get('node_id')} ({data.get('node_type')})",
+                    messages,
+                    prompt_id,
+                )
+            if kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                return self._result(prompt_id, messages)
+
+    def _result(self, prompt_id: str, messages: list[dict[str, Any]]) -> PromptResult:
         history = self.get_json(f"/history/{prompt_id}").get(prompt_id, {})
         status = history.get("status", {})
         if status and status.get("status_str") not in (None, "success"):
-            raise PromptError(f"prompt {prompt_id} ended with status {status}")
+            raise PromptError(f"prompt {prompt_id} ended with status {status}", messages, prompt_id)
         return PromptResult(prompt_id, history, messages)
