@@ -21,7 +21,8 @@ from comfy_harness import REPO_ROOT, ComfyClient, ComfyServer, comfyui_dir, comf
 from media import SOURCE_VIDEO, make_depth_clip, make_source_clip  # noqa: E402
 from model_dirs import TinyModels, install_tiny_models  # noqa: E402
 
-ARTIFACTS = REPO_ROOT / "tests" / "_artifacts"
+# One folder per ComfyUI version: .ci/run tests two at the same time.
+ARTIFACTS = REPO_ROOT / "tests" / "_artifacts" / f"comfyui-{comfyui_version() or 'unknown'}"
 E2E_DIR = Path(__file__).resolve().parent
 _state: dict[str, ComfyServer] = {}
 

@@ -17,7 +17,7 @@ SOURCE_VIDEO = REPO_ROOT.parent / "shared" / "data" / "davis_rollercoaster.mp4"
 @dataclass
 class Video:
     frames: np.ndarray  # [N, H, W, 3] uint8
-    fps: Fraction
+    fps: Fraction  # of the timestamps
     audio_streams: int
     audio_samples: int  # decoded from the first audio stream, per channel
     audio_rate: int = 0  # its sample rate (Hz)
@@ -32,7 +32,10 @@ def read_video(path: Path, max_frames: int | None = None) -> Video:
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        fps = Fraction(stream.average_rate) if stream.average_rate else Fraction(0)
+        # The rate of the frames' timestamps (FFmpeg's r_frame_rate guess). Not average_rate: frames over the
+        # stream's duration, which some muxers round (8 frames at 12 fps read as 48/5 with correct timestamps).
+        rate = stream.guessed_rate or stream.base_rate or stream.average_rate
+        fps = Fraction(rate) if rate else Fraction(0)
         frames = []
         for frame in container.decode(video=0):
             frames.append(frame.to_ndarray(format="rgb24"))

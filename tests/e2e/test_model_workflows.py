@@ -13,7 +13,7 @@ from comfy_harness import PromptError, PromptInterrupted
 from media import read_video
 from model_dirs import DEPTHCRAFTER_NAME, STEREOCRAFTER_NAME, SVD_NAME, WRONG_DEPTHCRAFTER_NAME
 from PIL import Image, ImageFilter
-from test_stereo_workflows import saved_pngs
+from test_stereo_workflows import save_video_inputs, saved_pngs
 
 PROMPT_TIMEOUT = 240
 # Small DepthCrafter settings for the CPU: 2 windows of 6 frames (overlap 2) on an 8-frame clip, at 128x64.
@@ -90,16 +90,13 @@ def save_image(images: list, prefix: str) -> dict:
     return {"class_type": "SaveImage", "inputs": {"images": images, "filename_prefix": prefix}}
 
 
-def save_video(prompt: dict, images: list, parts: list, prefix: str) -> None:
+def save_video(prompt: dict, images: list, parts: list, prefix: str, object_info: dict) -> None:
     """CreateVideo (fps and audio from GetVideoComponents ``parts``) + SaveVideo mp4 as "cv"/"sv"."""
     prompt["cv"] = {
         "class_type": "CreateVideo",
         "inputs": {"images": images, "fps": [parts[0], 2], "audio": [parts[0], 1]},
     }
-    prompt["sv"] = {
-        "class_type": "SaveVideo",
-        "inputs": {"video": ["cv", 0], "filename_prefix": prefix, "format": "mp4", "codec": "h264"},
-    }
+    prompt["sv"] = {"class_type": "SaveVideo", "inputs": save_video_inputs(object_info, ["cv", 0], prefix)}
 
 
 def saved_video(result, output_dir):
@@ -114,7 +111,7 @@ def grow(mask: np.ndarray, radius: int) -> np.ndarray:
     return np.asarray(img.filter(ImageFilter.MaxFilter(2 * radius + 1))) > 0
 
 
-def test_video_depth_to_sbs(comfy, comfy_server, clips, tiny_models):
+def test_video_depth_to_sbs(comfy, comfy_server, clips, tiny_models, object_info):
     """video → LoadDepthCrafter + VideoDepth → ForwardSplat → ComposeSBS → CreateVideo + SaveVideo, depth saved."""
     prompt: dict = {}
     frames = load_video(prompt, "src", clips.source_name)
@@ -125,7 +122,7 @@ def test_video_depth_to_sbs(comfy, comfy_server, clips, tiny_models):
         "class_type": "SC3D_ComposeSBS",
         "inputs": {"left": frames, "right": ["splat", 0], "layout": "full SBS", "resize_filter": "bicubic"},
     }
-    save_video(prompt, ["sbs", 0], frames, "e2e/depth_sbs")
+    save_video(prompt, ["sbs", 0], frames, "e2e/depth_sbs", object_info)
     prompt["save_depth"] = save_image(["depth", 0], "e2e/depth_sbs_depth")
     # Out-of-range depth would be clipped silently by SaveImage; these masks show it: (d > 1) and (1 - d > 1).
     prompt["dmask"] = {"class_type": "ImageToMask", "inputs": {"image": ["depth", 0], "channel": "red"}}
@@ -150,7 +147,7 @@ def test_video_depth_to_sbs(comfy, comfy_server, clips, tiny_models):
         assert not out_of_range.any(), f"VideoDepth has {np.count_nonzero(out_of_range[..., 0])} pixels {name} 0..1"
 
 
-def test_stereo_inpaint_to_sbs(comfy, comfy_server, clips, tiny_models):
+def test_stereo_inpaint_to_sbs(comfy, comfy_server, clips, tiny_models, object_info):
     """frames + depth → ForwardSplat → LoadStereoCrafter + StereoInpaint → ComposeSBS → CreateVideo + SaveVideo;
     with composite on, the pixels away from the holes are ForwardSplat's."""
     prompt: dict = {}
@@ -163,7 +160,7 @@ def test_stereo_inpaint_to_sbs(comfy, comfy_server, clips, tiny_models):
         "class_type": "SC3D_ComposeSBS",
         "inputs": {"left": frames, "right": ["inpaint", 0], "layout": "full SBS", "resize_filter": "bicubic"},
     }
-    save_video(prompt, ["sbs", 0], frames, "e2e/inpaint_sbs")
+    save_video(prompt, ["sbs", 0], frames, "e2e/inpaint_sbs", object_info)
     # PNG is lossless: the composite can be compared exactly.
     prompt["save_warped"] = save_image(["splat", 0], "e2e/inpaint_sbs_warped")
     prompt["mask_img"] = {"class_type": "MaskToImage", "inputs": {"mask": ["splat", 1]}}

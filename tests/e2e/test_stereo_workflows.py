@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from comfy_harness import PromptError
+from comfy_harness import PromptError, PromptTimeout
 from media import best_horizontal_shift, read_video
 from PIL import Image
+from workflow_convert import widget_inputs, widget_names
 
 PROMPT_TIMEOUT = 240
 
@@ -43,6 +44,15 @@ def splat_prompt(source: str, depth: str, depth_as_mask: bool = False, **splat: 
     return prompt
 
 
+def save_video_inputs(object_info: dict, video: list, prefix: str, container: str = "mp4", codec: str = "h264") -> dict:
+    """SaveVideo's inputs as the frontend of the server's ComfyUI queues them: ``format`` and ``codec`` (0.3.75)
+    or ``format`` and its nested ``format.codec`` (a dynamic combo on 0.33), every other widget at its default."""
+    info = object_info["SaveVideo"]
+    codec_name = "format.codec" if "format.codec" in widget_names(info) else "codec"
+    values = {"filename_prefix": prefix, "format": container, codec_name: codec}
+    return {"video": video, **widget_inputs(info, values)}
+
+
 def saved_pngs(result, output_dir: Path, node: str) -> list[np.ndarray]:
     images = result.outputs[node]["images"]
     files = [output_dir / i["subfolder"] / i["filename"] for i in images]
@@ -52,9 +62,20 @@ def saved_pngs(result, output_dir: Path, node: str) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def decoded_source(clips, comfy_server):
-    """The source clip's frames as ComfyUI decodes them (same PyAV), [N,H,W,3] uint8."""
-    return read_video(comfy_server.input_dir / clips.source_name).frames
+def decoded_source(comfy, comfy_server, clips):
+    """The source clip's frames as ComfyUI itself decodes them ([N,H,W,3] uint8, through SaveImage as our outputs
+    are): LoadVideo → GetVideoComponents → SaveImage. Not PyAV's rgb24: ComfyUI 0.33 decodes to float RGB, and
+    its rounding differs from rgb24's by a level here and there."""
+    prompt = {
+        "1": {"class_type": "LoadVideo", "inputs": {"file": clips.source_name}},
+        "2": {"class_type": "GetVideoComponents", "inputs": {"video": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "e2e/decoded_source"}},
+    }
+    frames = np.stack(saved_pngs(comfy.run(prompt, timeout=PROMPT_TIMEOUT), comfy_server.output_dir, "3"))
+    assert frames.shape == (clips.frames, clips.size[1], clips.size[0], 3)
+    # ComfyUI's decode is the clip we encoded (H.264 at crf 12: a few levels off at most, on average).
+    assert np.abs(frames.astype(int) - clips.source.astype(int)).mean() < 3
+    return frames
 
 
 LAYOUT_SIZES = {  # layout -> (width factor, height factor) on a 480x270 input
@@ -91,9 +112,9 @@ def test_sbs_layouts(comfy, comfy_server, clips, decoded_source, layout):
         first, second = frame[:, :480], frame[:, 480:]
         if layout.startswith("cross-eyed"):
             first, second = second, first
-        # The left eye is the input frame, untouched (SaveImage truncates 255*x: allow 1 level).
+        # The left eye is the input frame as ComfyUI decoded it, untouched (both went through SaveImage).
         diff = np.abs(first.astype(int) - src.astype(int))
-        assert diff.max() <= 1, f"frame {i}: left eye differs from the input by up to {diff.max()}"
+        assert diff.max() == 0, f"frame {i}: left eye differs from the decoded input by up to {diff.max()}"
         assert np.array_equal(second, right), f"frame {i}: right half is not ForwardSplat's right output"
         # The right eye is the scene shifted horizontally: the constant far background (rows above and below
         # the near disc) moves by one non-zero disparity, so a shifted left eye matches it closely there.
@@ -107,17 +128,14 @@ def test_sbs_layouts(comfy, comfy_server, clips, decoded_source, layout):
         )
 
 
-def test_anaglyph_video_with_mask_depth_and_audio(comfy, comfy_server, clips, decoded_source):
+def test_anaglyph_video_with_mask_depth_and_audio(comfy, comfy_server, clips, decoded_source, object_info):
     prompt = splat_prompt(clips.source_name, clips.depth_name, depth_as_mask=True)
     prompt["6"] = {
         "class_type": "SC3D_ComposeAnaglyph",
         "inputs": {"left": ["2", 0], "right": ["5", 0], "method": "color"},
     }
     prompt["7"] = {"class_type": "CreateVideo", "inputs": {"images": ["6", 0], "fps": ["2", 2], "audio": ["2", 1]}}
-    prompt["8"] = {
-        "class_type": "SaveVideo",
-        "inputs": {"video": ["7", 0], "filename_prefix": "e2e/anaglyph", "format": "mp4", "codec": "h264"},
-    }
+    prompt["8"] = {"class_type": "SaveVideo", "inputs": save_video_inputs(object_info, ["7", 0], "e2e/anaglyph")}
     prompt["9"] = {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "e2e/anaglyph_right"}}
     result = comfy.run(prompt, timeout=PROMPT_TIMEOUT)
 
@@ -161,9 +179,14 @@ def test_invalid_widget_value_is_reported(comfy, clips):
         comfy.run(prompt, timeout=60)
 
 
-def test_timeout_is_reported(comfy, clips):
-    """The harness's own failure path: a prompt that outlives its timeout raises, naming the queue."""
+def test_timeout_is_reported(comfy, comfy_server, clips):
+    """The harness's own failure path: a prompt that outlives its timeout raises, naming the queue, and goes on in
+    the server. Timeout 0 is "already past" (checked before any message is read), so this holds however fast or
+    loaded the machine is; the prompt is then waited for by its id and its result checked."""
     prompt = splat_prompt(clips.source_name, clips.depth_name, max_disparity=7.0)
     prompt["9"] = {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "e2e/timeout"}}
-    with pytest.raises(PromptError, match="did not finish within"):
-        comfy.run(prompt, timeout=0.001)
+    with pytest.raises(PromptTimeout, match=r"did not finish within 0 s; queue: \d+ running, \d+ pending") as err:
+        comfy.run(prompt, timeout=0)
+    assert err.value.prompt_id
+    result = comfy.wait(err.value.prompt_id)
+    assert len(saved_pngs(result, comfy_server.output_dir, "9")) == clips.frames

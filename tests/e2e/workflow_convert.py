@@ -113,6 +113,27 @@ def widget_names(info: dict[str, Any]) -> set[str]:
     return names
 
 
+def widget_inputs(info: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Every widget input of a node as the frontend queues a new node of this type with ``values`` set (by API
+    name, e.g. ``format.codec``): the defaults for the rest, the selected options' nested widgets included."""
+    inputs: dict[str, Any] = {}
+    problems: list[str] = []
+
+    def fill(widgets: list[Widget]) -> None:
+        for widget in widgets:
+            value = values[widget.name] if widget.name in values else widget.default()
+            problems.extend(check_widget_value(info.get("name", "node"), widget, value))
+            inputs[widget.name] = value
+            if widget.type == DYNAMIC_COMBO and value in widget.children:
+                fill(widget.children[value])
+
+    fill(widgets_of(info))
+    unknown = sorted(set(values) - set(inputs))
+    if unknown or problems:
+        raise WorkflowError(f"{info.get('name', 'node')}: inputs {unknown} are not widgets here; {problems}")
+    return inputs
+
+
 def check_widget_value(node_label: str, widget: Widget, value: Any) -> list[str]:
     """Problems with ``value`` for ``widget`` (empty list if fine)."""
     where = f"{node_label} widget {widget.name!r}"
