@@ -25,6 +25,28 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 VIEWPORT = {"width": 1600, "height": 900}
+# What the frontend uses to tell the user something is wrong, across versions: PrimeVue dialogs and toasts
+# (1.32), the error overlay's notices (1.49+; data-testid="error-overlay"), alerts.
+NOTICE_SELECTOR = ", ".join(
+    [
+        ".p-dialog",
+        "[role=dialog]",
+        "[role=alertdialog]",
+        "[role=alert]",
+        ".comfy-modal",
+        ".p-toast-message-error",
+        ".p-toast-message-warn",
+        "[data-testid=error-overlay]",
+    ]
+)
+# The texts of the visible elements matching `selector` (a JS expression).
+NOTICES_JS = """[...document.querySelectorAll(selector)]
+    .filter(e => e.offsetParent !== null || getComputedStyle(e).display !== 'none' && e.getClientRects().length > 0)
+    .map(e => (e.innerText || '').trim().slice(0, 500))
+    .filter(text => text.length > 0)"""
+EMPTY_WORKFLOW = {"last_node_id": 0, "last_link_id": 0, "nodes": [], "links": [], "groups": [], "version": 0.4}
+# Resolves after the page has rendered twice (Vue's updates after a graph change are on screen): an event, not a delay.
+NEXT_FRAMES = "await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));"
 APP_READY = (
     "() => !!(window.app && window.app.graph && window.app.canvas && window.LiteGraph"
     " && Object.keys(window.LiteGraph.registered_node_types).length > 50)"
@@ -51,9 +73,17 @@ class ComfyPage:
     page_errors: list[str] = field(default_factory=list)
 
     def load_workflow(self, workflow: dict[str, Any]) -> None:
-        """Loads a UI-format workflow the way File → Open does (app.loadGraphData, dialogs enabled)."""
-        self.page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
-        self.page.wait_for_timeout(0)  # let Vue render dialogs/toasts queued by the load
+        """Loads a UI-format workflow the way File → Open does (app.loadGraphData, dialogs enabled), after an
+        empty graph has cleared every notice of the previous one (frontend 1.49+ keeps its "issues found" notice
+        for the old graph until the new one has loaded: it would be read as this workflow's)."""
+        self.clear()
+        self.page.evaluate(f"async (wf) => {{ await window.app.loadGraphData(wf); {NEXT_FRAMES} }}", workflow)
+
+    def clear(self, timeout_ms: int = 20_000) -> None:
+        """Loads an empty graph and waits until no dialog or notice is shown (closing dialogs left open)."""
+        self.page.keyboard.press("Escape")  # a missing-nodes dialog (frontend 1.32) stays until closed
+        self.page.evaluate(f"async (wf) => {{ await window.app.loadGraphData(wf); {NEXT_FRAMES} }}", EMPTY_WORKFLOW)
+        self.page.wait_for_function(f"(selector) => {NOTICES_JS}.length === 0", arg=NOTICE_SELECTOR, timeout=timeout_ms)
 
     def fit_view(self, timeout_s: float = 10.0) -> None:
         """Fits the whole graph in the canvas and waits until the (animated) zoom has settled."""
@@ -86,13 +116,10 @@ class ComfyPage:
         return json.loads(self.page.evaluate("async () => JSON.stringify((await app.graphToPrompt()).output)"))
 
     def visible_dialogs(self) -> list[str]:
-        """Text of every visible dialog and error toast (missing nodes, load errors, ...)."""
-        return self.page.evaluate(
-            """() => [...document.querySelectorAll('.p-dialog, [role=dialog], .comfy-modal, .p-toast-message-error')]
-                 .filter(e => e.offsetParent !== null || getComputedStyle(e).display !== 'none'
-                              && e.getClientRects().length > 0)
-                 .map(e => (e.innerText || '').trim().slice(0, 500))"""
-        )
+        """Text of every visible dialog, error/warning toast and error overlay: missing nodes, load errors, ...
+        (frontend 1.32: a missing-nodes dialog; 1.49+: a "Missing node: …" notice, role=status, in the error
+        overlay at the top right)."""
+        return self.page.evaluate(f"(selector) => {NOTICES_JS}", NOTICE_SELECTOR)
 
     def queue_and_wait(self, output_type: str = "SaveVideo", timeout_ms: int = 240_000) -> list[dict[str, Any]]:
         """Presses Run (app.queuePrompt), waits until every ``output_type`` node has its output, and returns

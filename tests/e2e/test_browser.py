@@ -1,6 +1,6 @@
 """The real ComfyUI frontend in headless chromium: the pack's nodes are registered there and every example
 workflow loads without a missing-nodes or error dialog, converts like the frontend does, and runs from the UI.
-Screenshots go to tests/_artifacts/."""
+Screenshots go to tests/_artifacts/comfyui-<version>/."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-from browser import browser_available, comfy_frontend
+from browser import NOTICE_SELECTOR, browser_available, comfy_frontend
 from comfy_harness import require
 from test_example_workflows import EXAMPLES
-from workflow_convert import ui_to_api
+from workflow_convert import ui_to_api, widget_names
 
 PACK_NODES = {
     "SC3D_LoadDepthCrafter": "LoadDepthCrafter",
@@ -58,16 +58,18 @@ def test_example_loads_and_runs_in_frontend(ui, object_info, artifacts_dir, path
     broken = [n for n in nodes if not n["registered"] or n["has_errors"]]
     assert not broken, f"nodes with unregistered types: {broken}"
 
-    # The frontend keeps every widget value as saved (nothing clamped, reset or dropped) ...
-    saved = {n["id"]: n.get("widgets_values") for n in workflow["nodes"]}
-    loaded = {n["id"]: n.get("widgets_values") for n in ui.serialize()["nodes"]}
-    assert loaded == saved
+    # The frontend keeps every widget value of our nodes as saved (nothing clamped, reset or dropped). Core nodes
+    # may differ between versions (a frontend adds a newer ComfyUI's inputs, e.g. CreateVideo's bit_depth, and
+    # drops an older one's): those the converter must read as the frontend does, which the prompt check shows.
+    saved = {n["id"]: n.get("widgets_values") for n in workflow["nodes"] if n["type"].startswith("SC3D_")}
+    resaved = ui.serialize()["nodes"]
+    loaded = {n["id"]: n.get("widgets_values") for n in resaved if n["type"].startswith("SC3D_")}
+    assert loaded == saved and len(saved) >= 2
 
-    # ... and queues the prompt our converter makes from the file. (The frontend also sends the value of
+    # ... and queues the prompt our converter makes from the file. (Frontend 1.32 also sends the value of
     # LoadVideo's preview widget, "video-preview": "", which is no node input and which the server ignores.)
     def declared(node: dict) -> dict:
-        spec = object_info[node["class_type"]]["input"]
-        names = {name for section in ("required", "optional") for name in spec.get(section, {})}
+        names = widget_names(object_info[node["class_type"]])
         return {"class_type": node["class_type"], "inputs": {k: v for k, v in node["inputs"].items() if k in names}}
 
     ours = {k: declared(v) for k, v in ui_to_api(workflow, object_info).items()}
@@ -108,13 +110,20 @@ def test_workflow_saved_before_compile_input_loads(ui, artifacts_dir):
 
 
 def test_missing_node_types_are_detected(ui, artifacts_dir):
-    """The checks above can fail: a workflow with an unknown node type opens the missing-nodes dialog."""
+    """The checks above can fail: a workflow with an unknown node type opens the missing-nodes dialog (frontend
+    1.32) or shows a "Missing node" notice (1.49+)."""
     workflow = json.loads(EXAMPLES[0].read_text())
     broken = copy.deepcopy(workflow)
     broken["nodes"][-1]["type"] = "SC3D_NoSuchNode"
     ui.load_workflow(broken)
-    ui.page.wait_for_function("() => document.body.innerText.includes('SC3D_NoSuchNode')", timeout=10_000)
-    assert any("missing" in d.lower() and "SC3D_NoSuchNode" in d for d in ui.visible_dialogs())
+    # Waits for the notice to render (an event, not a delay): it names the type.
+    ui.page.wait_for_function(
+        """(selector) => [...document.querySelectorAll(selector)].some(e => e.innerText.includes('SC3D_NoSuchNode'))""",
+        arg=NOTICE_SELECTOR,
+        timeout=10_000,
+    )
+    notices = ui.visible_dialogs()
+    assert any("missing" in d.lower() and "SC3D_NoSuchNode" in d for d in notices), notices
     assert [n["type"] for n in ui.graph_nodes() if not n["registered"]] == ["SC3D_NoSuchNode"]
     ui.screenshot(artifacts_dir / "missing-node-dialog.png")
     ui.page.keyboard.press("Escape")
