@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from comfy_harness import PromptError, PromptInterrupted
-from media import read_video
+from media import make_depth_clip, make_source_clip, read_video
 from test_model_workflows import load_depthcrafter, load_stereocrafter
+from test_stereo_workflows import saved_pngs
 
 PROMPT_TIMEOUT = 300
 
@@ -103,3 +105,91 @@ def test_cancel_then_queue_again_resumes(comfy, comfy_server, clips, tiny_models
 def test_missing_depth_source_is_a_clear_error(comfy, clips):
     with pytest.raises(PromptError, match="connect depthcrafter .*or a depth video"):
         comfy.run(convert(clips.small_name, "sc3d_convert/none"), timeout=PROMPT_TIMEOUT)
+
+
+# A VIDEO's trim window (core "Video Slice", ComfyUI 0.33; 0.3.75 has no such node): mid-frame times on a 24 fps
+# clip, so that no frame sits on a boundary.
+TRIM = {"start_time": 0.3, "duration": 0.5, "strict_duration": False}
+
+
+@pytest.fixture(scope="module")
+def trim_clips(comfy_server, object_info):
+    if "Video Slice" not in object_info:
+        pytest.skip("this ComfyUI has no Video Slice node (trim windows came after 0.3.75)")
+    video, depth = "sc3d_trim_source.mp4", "sc3d_trim_depth.mp4"
+    make_source_clip(comfy_server.input_dir / video, frames=24, size=(256, 144), tone_hz=440.0)
+    make_depth_clip(comfy_server.input_dir / depth, frames=24, size=(256, 144))
+    return video, depth
+
+
+def trimmed(prompt: dict, key: str, file: str) -> list:
+    """LoadVideo ``key`` (replacing one there) → Video Slice ``key + "_trim"`` (TRIM); returns the trimmed VIDEO."""
+    prompt[key] = {"class_type": "LoadVideo", "inputs": {"file": file}}
+    prompt[key + "_trim"] = {"class_type": "Video Slice", "inputs": {"video": [key, 0], **TRIM}}
+    return [key + "_trim", 0]
+
+
+def comfy_decode(prompt: dict, video: list, prefix: str) -> str:
+    """Adds GetVideoComponents → SaveImage of ``video`` (ComfyUI's own decode of it); returns the SaveImage key."""
+    prompt["decode"] = {"class_type": "GetVideoComponents", "inputs": {"video": video}}
+    prompt["decoded"] = {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": prefix}}
+    return "decoded"
+
+
+def check_trimmed_output(result, output_dir: Path, decoded_key: str, width: int) -> None:
+    """The stereo video has the frames ComfyUI decodes from the trimmed VIDEO (count, fps, the left eye's
+    pictures) and the trimmed audio's length."""
+    ours = read_video(written_file(result, output_dir))
+    theirs = np.stack(saved_pngs(result, output_dir, decoded_key)).astype(np.int16)
+    n = len(theirs)
+    assert 0 < n < 24, f"ComfyUI decodes {n} frames of the trimmed 24-frame clip"
+    assert ours.frames.shape[0] == n, f"{ours.frames.shape[0]} frames written for a trim ComfyUI decodes as {n}"
+    assert ours.fps == 24
+    left = ours.frames[:, :, :width].astype(np.int16)
+    err = np.abs(left - theirs).mean(axis=(1, 2, 3))
+    # Each frame is ComfyUI's frame at the same index (H.264 once more: a few levels), not a neighbour's.
+    shifted = np.abs(left[1:] - theirs[:-1]).mean()
+    assert err.max() < 6 and err.mean() < 0.5 * shifted, f"left eye vs the trimmed frames: {err}, shifted {shifted}"
+    assert abs(ours.audio_seconds - TRIM["duration"]) < 0.06, f"{ours.audio_seconds:.3f} s of audio for the trim"
+
+
+def test_trimmed_video_with_models(comfy, comfy_server, tiny_models, trim_clips):
+    """LoadVideo → Video Slice → ConvertVideoTo3D (DepthCrafter): only the trimmed frames, with their audio."""
+    prompt = convert(trim_clips[0], "sc3d_convert/trim_models", depthcrafter=["load_dc", 0], chunk_frames=4)
+    prompt["convert"]["inputs"]["video"] = trimmed(prompt, "src", trim_clips[0])
+    prompt["load_dc"] = load_depthcrafter()
+    decoded = comfy_decode(prompt, ["src_trim", 0], "sc3d_convert/trim_models_decoded")
+    result = comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+    check_trimmed_output(result, comfy_server.output_dir, decoded, 256)
+
+
+def test_trimmed_video_and_depth_video(comfy, comfy_server, trim_clips):
+    """Both VIDEO inputs trimmed the same way (no models): the trimmed frames of each."""
+    prompt = convert(trim_clips[0], "sc3d_convert/trim_depth", chunk_frames=5)
+    prompt["convert"]["inputs"]["video"] = trimmed(prompt, "src", trim_clips[0])
+    prompt["convert"]["inputs"]["depth_video"] = trimmed(prompt, "dep", trim_clips[1])
+    decoded = comfy_decode(prompt, ["src_trim", 0], "sc3d_convert/trim_depth_decoded")
+    result = comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+    check_trimmed_output(result, comfy_server.output_dir, decoded, 256)
+
+
+def test_trimmed_video_with_an_untrimmed_depth_video_is_reported(comfy, trim_clips):
+    prompt = convert(trim_clips[0], "sc3d_convert/trim_mismatch")
+    prompt["convert"]["inputs"]["video"] = trimmed(prompt, "src", trim_clips[0])
+    prompt["dep"] = {"class_type": "LoadVideo", "inputs": {"file": trim_clips[1]}}
+    prompt["convert"]["inputs"]["depth_video"] = ["dep", 0]
+    with pytest.raises(PromptError, match="trim both the same way"):
+        comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+
+
+def test_video_from_images_keeps_its_frame_rate(comfy, comfy_server, clips):
+    """A VIDEO made by Create Video at 12 fps (no file behind it; 24 fps frames): the output is at 12 fps, with
+    every frame."""
+    prompt = convert(clips.small_name, "sc3d_convert/fps12", depth_video_path=clips.small_depth_name)
+    prompt["parts"] = {"class_type": "GetVideoComponents", "inputs": {"video": ["src", 0]}}
+    prompt["remade"] = {"class_type": "CreateVideo", "inputs": {"images": ["parts", 0], "fps": 12.0}}
+    prompt["convert"]["inputs"]["video"] = ["remade", 0]
+    video = read_video(written_file(comfy.run(prompt, timeout=PROMPT_TIMEOUT), comfy_server.output_dir))
+    width, height = clips.small_size
+    assert video.frames.shape[:3] == (clips.frames, height, 2 * width)
+    assert video.fps == 12
