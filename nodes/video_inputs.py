@@ -37,17 +37,18 @@ def trim_window(video: Any) -> TrimWindow | None:
     return None if window.is_whole else window
 
 
-def _temp_file(temp_dir: Path, suffix: str = ".mp4") -> Path:
+def _temp_file(temp_dir: Path, name: str) -> Path:
+    """A new ``<name>_XXXXXXXX.mp4`` in ``temp_dir`` (the output file is named after it)."""
     temp_dir.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(suffix=suffix, dir=temp_dir)
+    handle, tmp = tempfile.mkstemp(prefix=f"{name}_", suffix=".mp4", dir=temp_dir)
     os.close(handle)
     return Path(tmp)
 
 
-def _save_encoded(video: Any, temp_dir: Path) -> Path:
+def _save_encoded(video: Any, temp_dir: Path, name: str) -> Path:
     """Encode a VIDEO that has no file (e.g. made from frames) to a temp file, at its own bit depth (ComfyUI 0.33's
     ``save_to`` keeps it) and near-lossless where ``save_to`` takes a ``crf`` (0.33+)."""
-    tmp = _temp_file(temp_dir)
+    tmp = _temp_file(temp_dir, name)
     accepts_crf = "crf" in inspect.signature(video.save_to).parameters
     if accepts_crf:
         video.save_to(str(tmp), crf=0)
@@ -79,9 +80,9 @@ def video_source(video: Any | None, video_path: str, name: str, input_dir: Path,
         if isinstance(source, str) and Path(source).is_file():
             return VideoSource(Path(source), trim)
         if isinstance(source, io.IOBase):
-            tmp = _temp_file(temp_dir)
+            tmp = _temp_file(temp_dir, name)
             source.seek(0)
             with tmp.open("wb") as out:
                 shutil.copyfileobj(source, out)
             return VideoSource(tmp, trim)
-    return VideoSource(_save_encoded(video, temp_dir), None)  # a frames video's save_to applies no trim of its own
+    return VideoSource(_save_encoded(video, temp_dir, name), None)  # save_to writes any trim of its own

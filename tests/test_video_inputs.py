@@ -91,6 +91,7 @@ def test_frames_video_is_encoded_near_lossless(tmp_path: Path) -> None:
     video = VideoFromComponents(clip)
     source = _source(video, tmp_path)
     assert source.path.parent == tmp_path / "temp" and source.trim is None
+    assert source.path.name.startswith("video_")  # the output is named after it
     assert video.saved == [{"crf": 0, "bit_depth": None}]  # None: the video's own bit depth
 
 
