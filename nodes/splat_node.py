@@ -107,8 +107,9 @@ class ForwardSplat(io.ComfyNode):
                     options=["auto", "cuda", "torch"],
                     default="auto",
                     tooltip=(
-                        "auto: the compiled CUDA kernel on NVIDIA GPUs when it builds, else pure PyTorch. "
-                        "cuda: require the kernel. torch: always the PyTorch implementation."
+                        "auto: the compiled CUDA kernel on NVIDIA GPUs once it is built (in the background, about "
+                        "30 s on first use), else pure PyTorch (same result). cuda: require the kernel (waits for the "
+                        "build). torch: always the PyTorch implementation."
                     ),
                 ),
             ],

@@ -50,7 +50,8 @@ def forward_splat(
             four bilinear corners are inside the frame: the bottom row is always a hole and targets
             in [W-1, W) are dropped). By default every corner inside the frame is splatted.
         backend: ``"cuda"`` (the compiled kernel; an error if it is unavailable), ``"torch"`` (the
-            pure-PyTorch implementation) or ``"auto"`` (the kernel for CUDA tensors when it builds).
+            pure-PyTorch implementation) or ``"auto"`` (the kernel for CUDA tensors once it is built; the first
+            use starts its build in the background and runs PyTorch meanwhile).
 
     Returns:
         right: [T, H, W, 3] in the dtype of ``frames``, holes are 0.
@@ -79,7 +80,8 @@ def _use_cuda(frames: torch.Tensor, backend: Backend) -> bool:
         return True
     if backend != "auto":
         raise ValueError(f"backend must be 'auto', 'cuda' or 'torch', got {backend!r}.")
-    return frames.is_cuda and splat_cuda.cuda_splat_available()
+    # Never wait for a build: the kernel is used once it is cached or built in the background.
+    return frames.is_cuda and splat_cuda.cuda_splat_ready()
 
 
 def _check_splat_inputs(frames: torch.Tensor, disparity: torch.Tensor) -> None:

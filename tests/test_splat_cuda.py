@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,34 @@ def fresh_loader(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 # --- loader, on any machine ---------------------------------------------------------------------
+
+
+def test_auto_never_waits_for_a_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not built yet: the build runs once in a background thread and ``cuda_splat_ready`` is False until it ends;
+    built (cached) already: no thread, ready at once."""
+    release, loads = threading.Event(), []
+
+    def slow_load() -> object:
+        loads.append(threading.current_thread().name)
+        release.wait(30)
+        return object()
+
+    monkeypatch.setattr(splat_cuda.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(splat_cuda, "load_splat_extension", slow_load)
+    monkeypatch.setattr(splat_cuda, "_build_thread", None)
+    monkeypatch.setattr(splat_cuda, "_is_built", lambda: False)
+    assert not splat_cuda.cuda_splat_ready()
+    assert not splat_cuda.cuda_splat_ready()  # still building: the same thread, not a second one
+    thread = splat_cuda._build_thread
+    assert thread is not None and thread.name == "sc3d-splat-build"
+    release.set()
+    thread.join(30)
+    assert splat_cuda.cuda_splat_ready() and splat_cuda._build_thread is thread
+    assert loads[0] == "sc3d-splat-build"
+
+    monkeypatch.setattr(splat_cuda, "_build_thread", None)
+    monkeypatch.setattr(splat_cuda, "_is_built", lambda: True)
+    assert splat_cuda.cuda_splat_ready() and splat_cuda._build_thread is None
 
 
 def test_disabled_by_environment(fresh_loader: None, monkeypatch: pytest.MonkeyPatch) -> None:
