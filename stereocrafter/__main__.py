@@ -10,18 +10,20 @@ Exit status: 0 done, 1 conversion error (message logged), 2 bad arguments, 130 i
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from .convert import OUTPUT_LAYOUTS, ConvertSettings, DepthStage, InpaintStage, ProgressFn, convert_video
+from .convert import OUTPUT_LAYOUTS, ConvertSettings, DepthStage, InpaintStage, PassStats, ProgressFn, convert_video
 from .model_files import ModelFilesError
 from .model_sources import (
     DEPTHCRAFTER,
@@ -33,7 +35,7 @@ from .model_sources import (
     find_model_dirs,
 )
 from .stereo_warp import WarpSettings
-from .video_io import VideoReadError
+from .video_io import VideoReadError, probe_video
 
 if TYPE_CHECKING:
     from .depth_pipeline import VideoDepthPipeline
@@ -54,6 +56,10 @@ LAYOUT_ALIASES: dict[str, str] = {
 PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 #: Feed-forwards in row chunks: the same math, less GPU memory (as the VideoDepth node).
 DEPTH_FF_CHUNK_ROWS = 1 << 16
+#: ``--compile auto`` compiles from this clip length on (about a minute of video): compiling costs about 6 minutes
+#: on a cold cache (bench/README.md) and saves about 0.7 s per 1080p frame; Inductor's disk cache makes later runs
+#: compile in about a minute.
+COMPILE_AUTO_MIN_FRAMES = 1500
 
 
 def _layout(value: str) -> str:
@@ -122,9 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--seed", type=int, default=42, help="noise seed of both models (default 42)")
     group.add_argument(
         "--compile",
+        nargs="?",
+        const="on",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="torch.compile both models (CUDA with Triton only): faster on long videos, the first chunks compile for "
+        f"minutes, output differs by fp16 rounding only. auto (default): from {COMPILE_AUTO_MIN_FRAMES} frames on; "
+        "--compile alone = on",
+    )
+    group.add_argument(
+        "--gpu-memory",
+        type=float,
+        metavar="GIB",
+        help="GPU memory the models may use (default: what is free); offloading, chunks and tiles are chosen to fit",
+    )
+    group.add_argument(
+        "--faithful",
         action="store_true",
-        help="torch.compile both models (CUDA only): faster on long videos, the first chunks compile for minutes, "
-        "output differs by fp16 rounding only",
+        help="the reference's numerics in both models (two CFG passes with fp32 VAE encode in DepthCrafter; "
+        "StereoCrafter's guidance 1.01, crop, no composite, discarded chunk overlaps): slower, for comparisons",
     )
     group = parser.add_argument_group("output")
     group.add_argument("--codec", default="h264", choices=["h264", "h265"])
@@ -137,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every segment")
+    parser.add_argument("--stats", type=Path, help="write each pass's time and GPU memory peaks here as JSON")
     return parser
 
 
@@ -169,48 +192,127 @@ def _model_dirs(args: argparse.Namespace) -> dict[ModelSource, Path]:
     return dict(zip([source for source, _ in wanted], paths, strict=True))
 
 
+def _compile_wanted(args: argparse.Namespace, device: torch.device) -> bool:
+    """``--compile``: on, off, or auto (CUDA with Triton, and a clip of at least COMPILE_AUTO_MIN_FRAMES)."""
+    if args.compile == "off":
+        return False
+    if device.type != "cuda":
+        if args.compile == "on":
+            logger.warning("--compile needs CUDA (the device is %s): ignored.", device)
+        return False
+    if args.compile == "on":
+        return True
+    if importlib.util.find_spec("triton") is None:
+        return False
+    frames = probe_video(args.input).frame_count
+    if frames < COMPILE_AUTO_MIN_FRAMES:
+        logger.info("--compile auto: not compiling %d frames (it pays from %d on).", frames, COMPILE_AUTO_MIN_FRAMES)
+        return False
+    logger.info("--compile auto: compiling both models for %d frames (the first chunks take minutes).", frames)
+    return True
+
+
+def _gpu_budget(args: argparse.Namespace, device: torch.device) -> int | None:
+    """Bytes the models may use on ``device`` (``--gpu-memory`` or what is free); None off CUDA."""
+    from .memory_plan import GIB, gpu_budget_bytes
+
+    budget = gpu_budget_bytes(device)
+    if args.gpu_memory is not None and budget is not None:
+        asked = int(args.gpu_memory * GIB)
+        budget = asked if budget is None else min(budget, asked)
+    return budget
+
+
 def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage | None]:
     """The model stages the arguments ask for; their folders are checked now, weights load when a pass starts.
 
     The model modules are imported here, not at the top: they import diffusers (~0.3 GB of RAM), which a
     conversion with --depth and --no-inpaint never needs."""
-    from .depth_pipeline import DepthSettings, VideoDepthPipeline
+    from .depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size
     from .depthcrafter_unet import load_depthcrafter_unet
     from .inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
     from .inpaint_unet import load_inpaint_unet
+    from .memory_plan import DepthPlan, module_bytes, plan_depth, plan_inpaint
     from .svd_components import load_svd_components
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = args.precision if args.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
     dtype = PRECISIONS[precision]
-    compile_models = args.compile and device.type == "cuda"
-    if args.compile and not compile_models:
-        logger.warning("--compile needs CUDA (the device is %s): ignored.", device)
     dirs = _model_dirs(args)
     svd_dir = dirs.get(SVD)
     depth_stage = inpaint_stage = None
+    compile_models = None  # decided once, when the first model loads (it probes the input)
     if args.depth is None:
         depth_dir = dirs[DEPTHCRAFTER]
-        settings = DepthSettings(num_inference_steps=args.depth_steps, max_res=args.depth_max_res, seed=args.seed)
+        # Two CFG passes (as the VideoDepth node): a third less GPU memory than one batched pass, same speed.
+        settings = DepthSettings(
+            num_inference_steps=args.depth_steps,
+            max_res=args.depth_max_res,
+            seed=args.seed,
+            batch_cfg=False,
+            vae_encode_fp32=args.faithful,
+        )
         settings.validate()
 
-        def load_depth() -> VideoDepthPipeline:
+        def load_depth() -> tuple[VideoDepthPipeline, DepthSettings]:
+            nonlocal compile_models
+            if compile_models is None:
+                compile_models = _compile_wanted(args, device)
             unet = load_depthcrafter_unet(depth_dir, dtype)
             components = load_svd_components(svd_dir, dtype)
-            return VideoDepthPipeline(
-                unet, components, device, dtype, ff_chunk_rows=DEPTH_FF_CHUNK_ROWS, compile=compile_models
+            weights = {
+                "unet": module_bytes(unet),
+                "vae": module_bytes(components.vae),
+                "clip": module_bytes(components.image_encoder),
+            }
+            budget = _gpu_budget(args, device)
+            plan = DepthPlan(offload=False, unet_group_offload=False, settings=settings, peak_bytes=0)
+            if budget is not None:
+                info = probe_video(args.input)
+                size = processing_size(info.height, info.width, settings.max_res)
+                plan = plan_depth(budget, weights, size, info.frame_count, settings, dtype)
+                logger.info("%s", plan.describe(budget))
+            group = plan.unet_group_offload and not compile_models
+            pipeline = VideoDepthPipeline(
+                unet,
+                components,
+                device,
+                dtype,
+                offload=plan.offload,
+                ff_chunk_rows=None if args.faithful else DEPTH_FF_CHUNK_ROWS,
+                compile=compile_models,
+                single_key_attention=not args.faithful,
+                unet_group_offload=group,
             )
+            return pipeline, plan.settings
 
         depth_stage = DepthStage(load_depth, settings, model_id=f"{depth_dir.resolve()} {precision}")
     if not args.no_inpaint:
         inpaint_dir = dirs[STEREOCRAFTER]
-        inpaint_settings = replace(InpaintSettings(), steps=args.inpaint_steps, tiles=args.tiles)
+        base = InpaintSettings.reference(tiles=2) if args.faithful else InpaintSettings()
+        inpaint_settings = replace(base, steps=args.inpaint_steps, tiles=args.tiles or base.tiles)
         inpaint_settings.validate()
 
-        def load_inpaint() -> StereoInpaintPipeline:
+        def load_inpaint() -> tuple[StereoInpaintPipeline, InpaintSettings]:
+            nonlocal compile_models
+            if compile_models is None:
+                compile_models = _compile_wanted(args, device)
             unet = load_inpaint_unet(inpaint_dir, dtype)
-            pipe = StereoInpaintPipeline.from_components(load_svd_components(svd_dir, dtype), unet).to(device)
-            return pipe.compile() if compile_models else pipe
+            components = load_svd_components(svd_dir, dtype)
+            pipe = StereoInpaintPipeline.from_components(components, unet, single_key_attention=not args.faithful)
+            pipe = pipe.to(device)
+            budget = _gpu_budget(args, device)
+            planned = inpaint_settings
+            if budget is not None:
+                weights = module_bytes(unet) + module_bytes(components.vae) + module_bytes(components.image_encoder)
+                info = probe_video(args.input)
+                planned = plan_inpaint(budget, weights, (info.height, info.width), inpaint_settings)
+            if planned != inpaint_settings:
+                logger.info(
+                    "StereoCrafter memory plan for %.1f GiB: tile budget %d, decode budget %d pixel-frames",
+                    budget / 1024**3, planned.max_pixel_frames, planned.max_decode_pixel_frames,
+                )  # fmt: skip
+            return (pipe.compile() if compile_models else pipe), planned
 
         model_id = f"{inpaint_dir.resolve()} {precision}"
         inpaint_stage = InpaintStage(load_inpaint, inpaint_settings, args.seed, model_id=model_id)
@@ -264,6 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         parser.error(str(exc))
     on_progress, close = _progress_reporter()
+    passes: list[PassStats] = []
+    started = time.perf_counter()
     try:
         output = convert_video(
             args.input,
@@ -275,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             save_depth=args.save_depth,
             on_progress=on_progress,
+            on_pass_done=passes.append,
         )
     except KeyboardInterrupt:
         close()
@@ -286,6 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     close()
     logger.info("wrote %s", output)
+    if args.stats is not None:
+        stats = {"seconds": time.perf_counter() - started, "passes": [asdict(p) for p in passes]}
+        args.stats.write_text(json.dumps(stats, indent=1))
     return 0
 
 

@@ -77,6 +77,51 @@ DEPTH_FILE = "depth.mkv"
 ProgressFn = Callable[[str, int, int], None]
 
 
+@dataclass
+class PassStats:
+    """What one pass of a conversion took. ``seconds`` is wall time with model loading included (``load_seconds``
+    of it); the peaks are ``torch.cuda.max_memory_allocated`` / ``max_memory_reserved`` over the pass, in bytes
+    (0 without CUDA). A pass skipped by a resume is not reported."""
+
+    name: str  # "depth" or "stereo"
+    frames: int
+    seconds: float = 0.0
+    load_seconds: float = 0.0
+    peak_allocated: int = 0
+    peak_reserved: int = 0
+
+    def summary(self) -> str:
+        """One log line: time, s/frame, GPU peaks."""
+        per_frame = self.seconds / max(self.frames, 1)
+        line = f"{self.name} pass: {self.frames} frames in {self.seconds:.1f} s ({per_frame:.3f} s/frame"
+        line += f", models loaded in {self.load_seconds:.1f} s)" if self.load_seconds else ")"
+        if self.peak_reserved:
+            line += f", GPU peak {self.peak_allocated / 1024**3:.2f} GiB allocated / "
+            line += f"{self.peak_reserved / 1024**3:.2f} GiB reserved"
+        return line
+
+
+PassFn = Callable[[PassStats], None]
+
+
+@contextmanager
+def _measured_pass(name: str, frames: int, on_pass_done: PassFn | None) -> Iterator[PassStats]:
+    """Time a pass and track the CUDA peaks over it; log its summary and report it when it completes."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # else CUDA starts in the pass, counters at 0
+        torch.cuda.reset_peak_memory_stats()
+    stats = PassStats(name, frames)
+    started = time.perf_counter()
+    yield stats
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+        stats.peak_allocated = torch.cuda.max_memory_allocated()
+        stats.peak_reserved = torch.cuda.max_memory_reserved()
+    stats.seconds = time.perf_counter() - started
+    logger.info("%s", stats.summary())
+    if on_pass_done is not None:
+        on_pass_done(stats)
+
+
 @dataclass(frozen=True)
 class ConvertSettings:
     """Everything about the splat, packing and encoding that changes the output; a resume only continues a job
@@ -115,9 +160,11 @@ class ConvertSettings:
 @dataclass(frozen=True)
 class DepthStage:
     """DepthCrafter inside the conversion. ``load`` is called only when the depth pass runs (not on a resume after
-    it), and the pipeline is released before the stereo pass. ``model_id`` names the weights in the job record."""
+    it), and the pipeline is released before the stereo pass. It returns the pipeline, or (pipeline, the settings
+    to run with) when it fitted them to the GPU (``settings`` as asked stay in the job record). ``model_id`` names
+    the weights in the job record."""
 
-    load: Callable[[], VideoDepthPipeline]
+    load: Callable[[], VideoDepthPipeline | tuple[VideoDepthPipeline, DepthSettings]]
     settings: DepthSettings
     model_id: str = "DepthCrafter"
 
@@ -125,9 +172,10 @@ class DepthStage:
 @dataclass(frozen=True)
 class InpaintStage:
     """StereoCrafter inpainting of the splat's holes inside the conversion; ``load`` is called when the stereo
-    pass starts. ``model_id`` names the weights in the job record."""
+    pass starts and returns the pipeline or (pipeline, settings to run with), as :class:`DepthStage`. ``model_id``
+    names the weights in the job record."""
 
-    load: Callable[[], StereoInpaintPipeline]
+    load: Callable[[], StereoInpaintPipeline | tuple[StereoInpaintPipeline, InpaintSettings]]
     settings: InpaintSettings
     seed: int = 0
     model_id: str = "StereoCrafter"
@@ -315,6 +363,7 @@ def convert_video(
     on_progress: ProgressFn | None = None,
     on_chunk_done: Callable[[int, int], None] | None = None,
     interrupt: Callable[[], None] | None = None,
+    on_pass_done: PassFn | None = None,
 ) -> Path:
     """Convert ``input_path`` into a stereo video, resuming an interrupted run of the same job.
 
@@ -336,6 +385,7 @@ def convert_video(
         on_chunk_done: called with (segment index, frames done) after a segment is safely on disk (tests use it to
             interrupt a run).
         interrupt: called between chunks and before every denoising step; raise from it to stop (rerun to resume).
+        on_pass_done: called with each pass's :class:`PassStats` when it completes (also logged at INFO).
 
     Returns:
         The path of the finished output file.
@@ -355,6 +405,10 @@ def convert_video(
     device = (
         torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
+    if device.type == "cuda":
+        from .splat_cuda import cuda_splat_ready
+
+        cuda_splat_ready()  # a first run builds the kernel in the background while the depth pass runs
 
     job = _job_record(input_path, depth_path, depth_model, inpaint, settings)
     trims = [None if t is None or t.is_whole else asdict(t) for t in (trim, depth_trim)]
@@ -370,7 +424,8 @@ def convert_video(
     if depth_model is not None:
         depth_path = work_dir / DEPTH_FILE
         if progress["depth_range"] is None:
-            bounds = _estimate_depth(info, depth_model, depth_path, settings, report, interrupt)
+            with _measured_pass("depth", info.frame_count, on_pass_done) as stats:
+                bounds = _estimate_depth(info, depth_model, depth_path, settings, report, interrupt, stats)
             progress["depth_range"] = list(bounds)
             _write_json(work_dir / "progress.json", progress)
     elif progress["depth_range"] is None:
@@ -382,7 +437,8 @@ def convert_video(
 
     job_run = _StereoPass(info, depth_path, depth_model is not None, work_dir, progress, settings, bounds, device)
     job_run.depth_trim = depth_trim
-    done = job_run.run(inpaint, report, on_chunk_done, interrupt)
+    with _measured_pass("stereo", info.frame_count - job_run.done, on_pass_done) as stats:
+        done = job_run.run(inpaint, report, on_chunk_done, interrupt, stats)
     if done != info.frame_count:
         logger.warning(
             "%s has %d frames, not the %d its header says; all were converted.", info.path.name, done, info.frame_count
@@ -404,24 +460,27 @@ def _estimate_depth(
     settings: ConvertSettings,
     report: _Progress,
     interrupt: Callable[[], None] | None,
+    stats: PassStats,
 ) -> tuple[float, float]:
     """Run DepthCrafter over the whole input, streaming its raw depth into a lossless file; returns the file's
     (min, max)."""
     from .depth_pipeline import VideoDepthPipeline
 
     report("depth", 0)
-    pipeline = stage.load()
+    started = time.perf_counter()
+    pipeline, run_settings = _loaded(stage.load(), stage.settings)
+    stats.load_seconds = time.perf_counter() - started
     tmp = path.with_name("depth.tmp.mkv")
     writer = DepthFileWriter(tmp, info.width, info.height, info.fps)
     frames = read_frames(info.path, settings.chunk_frames, window=info.window)
-    steps = VideoDepthPipeline.num_progress_steps(info.frame_count, stage.settings)
-    per_window = stage.settings.num_inference_steps
+    steps = VideoDepthPipeline.num_progress_steps(info.frame_count, run_settings)
+    per_window = run_settings.num_inference_steps
 
     def step_done(window: int, step: int) -> None:
         report.fraction("depth", (window * per_window + step + 1) / steps)
 
     with _disk_full_hint(tmp):
-        for depth in pipeline.stream(frames, info.frame_count, stage.settings, progress=step_done, interrupt=interrupt):
+        for depth in pipeline.stream(frames, info.frame_count, run_settings, progress=step_done, interrupt=interrupt):
             writer.write(depth)
             report("depth", writer.frames_written)
         writer.close()
@@ -429,6 +488,11 @@ def _estimate_depth(
     del pipeline
     _release_memory()
     return writer.low, writer.high
+
+
+def _loaded(result: Any, settings: Any) -> tuple[Any, Any]:
+    """A stage's ``load()`` result as (pipeline, settings to run with)."""
+    return result if isinstance(result, tuple) else (result, settings)
 
 
 def _release_memory() -> None:
@@ -483,7 +547,7 @@ class _StereoPass:
         return (depth_channels_mean(chunk_frames) for chunk_frames in frames)
 
     def _inpaint_stream(
-        self, stage: InpaintStage, report: _Progress, interrupt: Callable[[], None] | None
+        self, stage: InpaintStage, report: _Progress, interrupt: Callable[[], None] | None, stats: PassStats
     ) -> InpaintStream:
         from .inpaint_stream import InpaintStream
 
@@ -492,8 +556,11 @@ class _StereoPass:
         if chunks and chunks[-1]["state"]:
             state = torch.load(self.work_dir / chunks[-1]["state"], map_location="cpu", weights_only=True)
         info = self.info
+        started = time.perf_counter()
+        pipeline, run_settings = _loaded(stage.load(), stage.settings)
+        stats.load_seconds = time.perf_counter() - started
         stream = InpaintStream(
-            stage.load(), info.frame_count, info.height, info.width, stage.settings, stage.seed,
+            pipeline, info.frame_count, info.height, info.width, run_settings, stage.seed,
             progress=lambda step: report.fraction("stereo", step.fraction), interrupt=interrupt, state=state,
         )  # fmt: skip
         if stream.frames_out != self.done:
@@ -506,12 +573,13 @@ class _StereoPass:
         report: _Progress,
         on_chunk_done: Callable[[int, int], None] | None,
         interrupt: Callable[[], None] | None,
+        stats: PassStats,
     ) -> int:
         """Encode the segments not yet in ``progress``; returns the total frames converted."""
         report("stereo", self.done)
         if self.progress["chunks"] and self.done >= self.info.frame_count:
             return self.done  # killed between the last segment and the mux: nothing left to compute
-        stream = self._inpaint_stream(inpaint, report, interrupt) if inpaint is not None else None
+        stream = self._inpaint_stream(inpaint, report, interrupt, stats) if inpaint is not None else None
         pending_left: list[torch.Tensor] = []
         frames_iter = read_frames(self.info.path, self.settings.chunk_frames, start=self.done, window=self.info.window)
         position = self.done

@@ -194,15 +194,22 @@ _MEASURED_GIB = {"encode": 6.9, "unet": 6.3, "decode": 9.1}
 def working_memory_bytes(
     size: tuple[int, int], num_frames: int, settings: DepthSettings, dtype: torch.dtype = torch.float16
 ) -> int:
-    """GPU memory one run needs beyond the weights, for a memory manager to free (ComfyUI's ``load_models_gpu``).
-
-    The largest stage, scaled from measurements at 1024x576 by pixels, frames per call and element size, plus 10 %:
-    the UNet by the window (doubled by batched CFG), the encode and decode by their chunk sizes.
+    """GPU memory one run needs beyond the weights, for a memory manager to free (ComfyUI's ``load_models_gpu``):
+    the largest of :func:`stage_memory_bytes`.
 
     Args:
         size: processing size (h, w), see :func:`processing_size`.
         num_frames: clip length (a window never holds more).
     """
+    return max(stage_memory_bytes(size, num_frames, settings, dtype).values())
+
+
+def stage_memory_bytes(
+    size: tuple[int, int], num_frames: int, settings: DepthSettings, dtype: torch.dtype = torch.float16
+) -> dict[str, int]:
+    """GPU memory beyond the weights of each stage (``encode``, ``unet``, ``decode``), scaled from measurements at
+    1024x576 by pixels, frames per call and element size, plus 10 %: the UNet by the window (doubled by batched
+    CFG), the encode and decode by their chunk sizes."""
     pixels = size[0] * size[1] / (1024 * 576)
     element = torch.finfo(dtype).bits / 16
     window = effective_window(num_frames, settings.window_size, settings.overlap)[0]
@@ -211,7 +218,8 @@ def working_memory_bytes(
     encode *= 2 if settings.vae_encode_fp32 else 1
     unet = _MEASURED_GIB["unet"] * window / 70 * cfg_batch
     decode = _MEASURED_GIB["decode"] * min(settings.decode_chunk_size, num_frames) / 8
-    return int(1.1 * max(encode, unet, decode) * pixels * element * 1024**3)
+    stages = {"encode": encode, "unet": unet, "decode": decode}
+    return {name: int(1.1 * gib * pixels * element * 1024**3) for name, gib in stages.items()}
 
 
 def plan_windows(num_frames: int, window_size: int, overlap: int) -> list[tuple[int, int]]:
@@ -439,6 +447,9 @@ class VideoDepthPipeline:
             (2.52 vs 2.13 ms for a [1, 320, 70, 72, 128] fp16 conv), so off by default.
         single_key_attention: compute the UNet's cross-attention to its one CLIP token as ``to_out(to_v(context))``
             (same math, see :mod:`.single_key_attention`); False keeps diffusers' processor (the reference's kernels).
+        unet_group_offload: keep the UNet's weights on the CPU and stream its blocks to the GPU one group at a time
+            with diffusers' group offloading (prefetch on a side stream): for GPUs smaller than the UNet's 3 GB of
+            fp16 weights plus a window's activations. Same math. CUDA only; not with ``compile``.
     """
 
     def __init__(
@@ -453,6 +464,7 @@ class VideoDepthPipeline:
         ff_chunk_rows: int | None = None,
         temporal_conv_2d: bool = False,
         single_key_attention: bool = True,
+        unet_group_offload: bool = False,
     ) -> None:
         if unet.config.in_channels != 8:
             raise ValueError(
@@ -464,14 +476,24 @@ class VideoDepthPipeline:
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = dtype
         self.offload = offload
+        self.unet_group_offload = unet_group_offload and self.device.type == "cuda"
+        if self.unet_group_offload and compile:
+            raise ValueError("unet_group_offload and compile cannot be combined: choose one.")
         home = torch.device("cpu") if offload else self.device
         for module in (unet, components.vae, components.image_encoder):
-            move_module(module, home, dtype)
+            streamed = module is unet and self.unet_group_offload
+            move_module(module, torch.device("cpu") if streamed else home, dtype)
         set_conv_memory_format(unet, torch.channels_last if channels_last else torch.contiguous_format)
         chunk_feed_forward(unet, ff_chunk_rows)
         temporal_convs_as_2d(unet, temporal_conv_2d)
         temporal_convs_as_2d(components.vae, temporal_conv_2d)
         use_single_key_cross_attention(unet, single_key_attention)
+        if self.unet_group_offload:
+            from diffusers.hooks import apply_group_offloading
+
+            apply_group_offloading(
+                unet, self.device, torch.device("cpu"), "block_level", num_blocks_per_group=1, use_stream=True
+            )
         self.compiled = compile
         if compile:
             from .compiled_svd import compile_unet_blocks, compile_vae
@@ -504,8 +526,9 @@ class VideoDepthPipeline:
 
     @contextmanager
     def _on_device(self, module: torch.nn.Module) -> Iterator[torch.nn.Module]:
-        """Under ``offload``, move a module to the device for one stage and back to the CPU afterwards."""
-        if not self.offload:
+        """Under ``offload``, move a module to the device for one stage and back to the CPU afterwards (a
+        group-offloaded UNet moves by itself)."""
+        if not self.offload or (module is self.unet and self.unet_group_offload):
             yield module
             return
         move_module(module, self.device)

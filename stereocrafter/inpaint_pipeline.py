@@ -403,9 +403,14 @@ class StereoInpaintPipeline:
         self._lean_skip_logged = False
 
     @classmethod
-    def from_components(cls, svd: SVDComponents, unet: torch.nn.Module) -> StereoInpaintPipeline:
+    def from_components(
+        cls, svd: SVDComponents, unet: torch.nn.Module, single_key_attention: bool = True
+    ) -> StereoInpaintPipeline:
         """Build from the shared SVD components (VAE, CLIP, scheduler config) and the StereoCrafter UNet."""
-        return cls(unet, svd.vae, svd.image_encoder, svd.scheduler_config, svd.clip_mean, svd.clip_std, svd.clip_size)
+        return cls(
+            unet, svd.vae, svd.image_encoder, svd.scheduler_config, svd.clip_mean, svd.clip_std, svd.clip_size,
+            single_key_attention=single_key_attention,
+        )  # fmt: skip
 
     @classmethod
     def from_pretrained(

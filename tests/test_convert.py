@@ -139,6 +139,20 @@ def test_output_folder_with_trailing_slash_is_created(small, tmp_path):
     assert probe_video(folder / "in_SBS_LR.mp4").frame_count == 10
 
 
+@needs_clip
+def test_cli_stats_report_each_pass(small, tmp_path):
+    """--stats: one JSON record per pass that ran (here only the stereo pass: the depth comes from a video)."""
+    source, depth = small
+    stats_path = tmp_path / "stats.json"
+    args = [str(source), "-o", str(tmp_path / "out.mp4"), "--depth", str(depth), "--no-inpaint", "--device", "cpu"]
+    assert main([*args, "--stats", str(stats_path)]) == 0
+    stats = json.loads(stats_path.read_text())
+    assert [p["name"] for p in stats["passes"]] == ["stereo"]
+    stereo = stats["passes"][0]
+    assert stereo["frames"] == 10 and 0 < stereo["seconds"] <= stats["seconds"]
+    assert stereo["peak_allocated"] == stereo["peak_reserved"] == 0 and stereo["load_seconds"] == 0
+
+
 @pytest.mark.parametrize(("height", "width", "frames_per_call"), [(720, 1280, 4), (1080, 1920, 1), (2160, 3840, 1)])
 def test_splat_batch_shrinks_with_the_frame_size(monkeypatch, height, width, frames_per_call):
     """Splat temporaries are ~110 B per pixel: 4 frames of 720p per call, larger frames one at a time."""
