@@ -244,7 +244,8 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
     compile_models = None  # decided once, when the first model loads (it probes the input)
     if args.depth is None:
         depth_dir = dirs[DEPTHCRAFTER]
-        # Two CFG passes (as the VideoDepth node): a third less GPU memory than one batched pass, same speed.
+        # Two CFG passes (as the VideoDepth node), a third less GPU memory than one batched pass: with the per-stage
+        # moves, 1080p depth on an H200 took 0.49 s/frame at 9.2 GiB (batched, resident: 0.42 at 16.7 GiB).
         settings = DepthSettings(
             num_inference_steps=args.depth_steps,
             max_res=args.depth_max_res,
