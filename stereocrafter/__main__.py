@@ -218,8 +218,7 @@ def _gpu_budget(args: argparse.Namespace, device: torch.device) -> int | None:
 
     budget = gpu_budget_bytes(device)
     if args.gpu_memory is not None and budget is not None:
-        asked = int(args.gpu_memory * GIB)
-        budget = asked if budget is None else min(budget, asked)
+        budget = min(budget, int(args.gpu_memory * GIB))
     return budget
 
 
