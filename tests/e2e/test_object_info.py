@@ -193,3 +193,14 @@ def test_stereo_inpaint_widgets(comfy):
     assert inp["overlap"][1]["default"] == 3 and inp["composite"][1]["default"] is True
     assert inp["seams"][1]["options"] == ["crossfade", "reference"]
     assert inp["fit"][1]["options"] == ["pad", "crop"]
+
+
+def test_search_aliases_where_comfyui_lists_them(object_info):
+    """Where the server lists search aliases (ComfyUI 0.33: "export video" finds Save Video), the node search finds
+    every node of ours by words a user types: "2d to 3d", "sbs", "anaglyph", ... (0.3.75 has no such field)."""
+    if "search_aliases" not in object_info["SaveVideo"]:
+        pytest.skip("this ComfyUI lists no search_aliases in /object_info")
+    aliases = {node: object_info[node].get("search_aliases") or [] for node in EXPECTED}
+    assert all(aliases.values()), f"nodes without search aliases: {[n for n, a in aliases.items() if not a]}"
+    words = {a.lower() for values in aliases.values() for a in values}
+    assert {"2d to 3d", "stereo", "sbs", "anaglyph", "vr", "depth warp"} <= words, words
