@@ -26,6 +26,7 @@ from . import comfy_runtime
 from .depth_nodes import DepthCrafterModel
 from .inpaint_nodes import StereoCrafterModel
 from .managed_model import ManagedPipeline
+from .safe_paths import check_output_file, output_folder
 from .schema_fields import extra_fields
 from .splat_node import parallax_inputs
 from .video_inputs import VideoSource, video_source
@@ -36,23 +37,25 @@ _INPAINT_WORKING_BYTES = 6 * 1024**3
 
 
 def video_file(video: Input.Video | None, video_path: str, name: str) -> VideoSource:
-    """The file and trim window for a VIDEO input or a path string (absolute, or a file in ComfyUI's input folder);
-    see :func:`.video_inputs.video_source`."""
-    return video_source(
-        video, video_path, name, Path(folder_paths.get_input_directory()), Path(folder_paths.get_temp_directory())
-    )
+    """The file and trim window for a VIDEO input or a path string (a file in ComfyUI's input folder, never one
+    outside ComfyUI's folders unless the operator allowed it); see :func:`.video_inputs.video_source`."""
+    input_dir, temp_dir = folder_paths.get_input_directory(), folder_paths.get_temp_directory()
+    output_dir = folder_paths.get_output_directory()
+    return video_source(video, video_path, name, Path(input_dir), Path(temp_dir), Path(output_dir))
 
 
 def output_path(prefix: str, source: Path, layout: str) -> tuple[Path, str]:
     """(file, subfolder) in the output folder: ``<prefix>_<source stem><layout suffix>[_NNNNN].mp4``, the first
-    name that is not a finished file, so an interrupted conversion of the same video resumes into its work folder."""
-    folder = Path(folder_paths.get_output_directory()) / Path(prefix).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    base = f"{Path(prefix).name}_{source.stem}{OUTPUT_SUFFIXES[layout]}"
+    name that is not a finished file, so an interrupted conversion of the same video resumes into its work folder.
+    A prefix leading out of the output folder is refused (:func:`.safe_paths.output_folder`)."""
+    output_dir = Path(folder_paths.get_output_directory())
+    folder, name, subfolder = output_folder(prefix, output_dir)
+    base = f"{name}_{source.stem}{OUTPUT_SUFFIXES[layout]}"
     for counter in range(100000):
         candidate = folder / (f"{base}.mp4" if counter == 0 else f"{base}_{counter:05d}.mp4")
         if not candidate.exists() or work_paths(candidate)[0].exists():
-            return candidate, str(Path(prefix).parent) if str(Path(prefix).parent) != "." else ""
+            check_output_file(candidate, output_dir)
+            return candidate, subfolder
     raise ValueError(f"too many outputs named {base}*.mp4 in {folder}; change filename_prefix.")
 
 
@@ -81,7 +84,11 @@ class ConvertVideoTo3D(io.ComfyNode):
             inputs=[
                 io.Video.Input("video", optional=True, tooltip="The 2D video (Load Video). Or use video_path."),
                 io.String.Input(
-                    "video_path", default="", tooltip="Instead of video: an absolute path or a file in input/."
+                    "video_path",
+                    default="",
+                    tooltip="Instead of video: a file in ComfyUI's input folder (sub-folders allowed, e.g. "
+                    "clips/a.mp4, or a.mp4 [input]); other folders only where the server allows them "
+                    "(STEREOCRAFTER3D_INPUT_ROOTS).",
                 ),
                 DepthCrafterModel.Input(
                     "depthcrafter", optional=True, tooltip="From LoadDepthCrafter: estimate the depth."
@@ -91,7 +98,9 @@ class ConvertVideoTo3D(io.ComfyNode):
                     optional=True,
                     tooltip="Your own depth video instead of DepthCrafter (near = bright, same frame count).",
                 ),
-                io.String.Input("depth_video_path", default="", tooltip="Instead of depth_video: a path."),
+                io.String.Input(
+                    "depth_video_path", default="", tooltip="Instead of depth_video: a file in input/, as video_path."
+                ),
                 StereoCrafterModel.Input(
                     "stereocrafter", optional=True, tooltip="From LoadStereoCrafter: fill the holes. Else black."
                 ),

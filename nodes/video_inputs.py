@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..stereocrafter.video_io import TrimWindow
+from .safe_paths import resolve_input_file
 
 
 @dataclass(frozen=True)
@@ -57,20 +58,20 @@ def _save_encoded(video: Any, temp_dir: Path, name: str) -> Path:
     return tmp
 
 
-def video_source(video: Any | None, video_path: str, name: str, input_dir: Path, temp_dir: Path) -> VideoSource:
-    """The file and trim window for a VIDEO input or a path string (absolute, or a file in ``input_dir``).
+def video_source(
+    video: Any | None, video_path: str, name: str, input_dir: Path, temp_dir: Path, output_dir: Path | None = None
+) -> VideoSource:
+    """The file and trim window for a VIDEO input or a path string: a file in ``input_dir`` (sub-folders allowed),
+    an annotated name (``clip.mp4 [input]``, ``[output]``, ``[temp]``) or an absolute path in a folder the server's
+    operator allowed; anything leading out of them is refused (see :func:`.safe_paths.resolve_input_file`).
 
     A file-backed VIDEO (Load Video, Video Slice) is read in place, only its trim window: no copy, however long
     the file. A VIDEO held in memory as an encoded file is written out as it is (no re-encoding); one made from
     frames is encoded to ``temp_dir`` first (it is in RAM already, so it is not a long clip).
     """
     if video_path.strip():
-        path = Path(video_path.strip()).expanduser()
-        if not path.is_absolute():
-            path = input_dir / path
-        if not path.is_file():
-            raise ValueError(f"{name}_path: {path} is not a file. Give an absolute path or a file in input/.")
-        return VideoSource(path)
+        folders = {"input": input_dir, "temp": temp_dir} | ({"output": output_dir} if output_dir else {})
+        return VideoSource(resolve_input_file(video_path, f"{name}_path", folders))
     if video is None:
         raise ValueError(f"connect a {name} (Load Video) or give {name}_path.")
     trim = trim_window(video)
