@@ -15,6 +15,7 @@ if ComfyExtension is not None:
     from .nodes.compose_nodes import ComposeAnaglyph, ComposeSBS
     from .nodes.convert_node import ConvertVideoTo3D
     from .nodes.depth_nodes import LoadDepthCrafter, VideoDepth
+    from .nodes.fill_node import FillHoles
     from .nodes.inpaint_nodes import LoadStereoCrafter, StereoInpaint
     from .nodes.model_folders import register_model_folders
     from .nodes.splat_node import ForwardSplat
@@ -30,6 +31,7 @@ if ComfyExtension is not None:
                 LoadDepthCrafter,
                 VideoDepth,
                 ForwardSplat,
+                FillHoles,
                 LoadStereoCrafter,
                 StereoInpaint,
                 ComposeSBS,
