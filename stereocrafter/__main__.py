@@ -60,6 +60,7 @@ DEPTH_FF_CHUNK_ROWS = 1 << 16
 #: on a cold cache (bench/README.md) and saves about 0.7 s per 1080p frame; Inductor's disk cache makes later runs
 #: compile in about a minute.
 COMPILE_AUTO_MIN_FRAMES = 1500
+INDUCTOR_CACHE_DIR = Path("~/.cache/stereocrafter3d/inductor")
 
 
 def _layout(value: str) -> str:
@@ -356,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # whole frames and CPU model activations are allocated and freed per chunk, and 4 KiB pages made the kernel's
     # page faults cost as much time as the compute (bench/long_video.py: 1.6x faster on the CPU, lower peak RSS).
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    # Compiled kernels in a folder that survives a reboot (Inductor's default is under /tmp): a later run of
+    # --compile then reuses them (VideoDepth: 30 s instead of about 3 min, bench/README.md).
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(INDUCTOR_CACHE_DIR.expanduser()))
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")

@@ -153,6 +153,20 @@ def test_cli_stats_report_each_pass(small, tmp_path):
     assert stereo["peak_allocated"] == stereo["peak_reserved"] == 0 and stereo["load_seconds"] == 0
 
 
+def test_cli_keeps_compiled_kernels_in_a_lasting_cache(monkeypatch, tmp_path):
+    """Inductor's cache goes to ~/.cache/stereocrafter3d/inductor unless the user set TORCHINDUCTOR_CACHE_DIR."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # recorded, so the teardown restores the variable as it was
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / ".cache" / "stereocrafter3d" / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+
+
 @pytest.mark.parametrize(("height", "width", "frames_per_call"), [(720, 1280, 4), (1080, 1920, 1), (2160, 3840, 1)])
 def test_splat_batch_shrinks_with_the_frame_size(monkeypatch, height, width, frames_per_call):
     """Splat temporaries are ~110 B per pixel: 4 frames of 720p per call, larger frames one at a time."""
