@@ -159,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="frames per chunk (memory, resume step); at 4K, 4 keeps RAM under 4 GiB",
     )
     group.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing file at the output (without it such a file is refused, and a finished output of "
+        "the same job is left as it is)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every segment")
     parser.add_argument("--stats", type=Path, help="write each pass's time and GPU memory peaks here as JSON")
     return parser
@@ -384,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             save_depth=args.save_depth,
             on_progress=on_progress,
             on_pass_done=passes.append,
+            overwrite=args.overwrite,
         )
     except KeyboardInterrupt:
         close()

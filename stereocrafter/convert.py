@@ -20,7 +20,9 @@ starts over). At the end the segments are joined without re-encoding, with the s
 from __future__ import annotations
 
 import errno
+import functools
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -33,11 +35,13 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import av
 import torch
 
 from .anaglyph import ANAGLYPH_METHODS, AnaglyphMethod, make_anaglyph
 from .depth_file import DepthFileWriter, read_depth_file
 from .disparity import DISPARITY_UNITS, depth_bounds
+from .job_lock import JobLock
 from .packing import LAYOUT_SUFFIXES, LAYOUTS, RESIZE_FILTERS, Layout, ResizeFilter, pack_stereo
 from .stereo_warp import WarpSettings, depth_channels_mean, warp_to_right_eye
 from .video_io import (
@@ -348,6 +352,59 @@ def _check_sources(
         )
 
 
+def _one_job_per_output(convert: Callable[..., Path]) -> Callable[..., Path]:
+    """Run a conversion holding the lock of its output's job (:mod:`.job_lock`): a second run on the same output
+    stops with a :class:`~.job_lock.JobLockedError` naming the running one instead of sharing its work folder."""
+
+    @functools.wraps(convert)
+    def locked(
+        input_path: Path | str, output: Path | str, depth: Path | str | None = None,
+        settings: ConvertSettings = ConvertSettings(), **kwargs: Any,
+    ) -> Path:  # fmt: skip
+        settings.validate()
+        target = resolve_output_path(Path(input_path), output, settings.layout)
+        with JobLock(target, input_path):
+            return convert(input_path, target, depth, settings, **kwargs)
+
+    return locked
+
+
+#: Container metadata key holding the job's digest: a rerun of a finished job finds its output done.
+JOB_TAG_KEY = "comment"
+
+
+def _job_tag(job: dict) -> str:
+    digest = hashlib.sha256(json.dumps([PROGRESS_VERSION, job], sort_keys=True).encode()).hexdigest()
+    return f"StereoCrafter3D job {digest[:32]}"
+
+
+def _output_tag(path: Path) -> str | None:
+    """The job tag of a finished output, None for any other file (or an unreadable one)."""
+    try:
+        with av.open(str(path)) as container:
+            return {key.lower(): value for key, value in container.metadata.items()}.get(JOB_TAG_KEY)
+    except (av.FFmpegError, OSError, UnicodeDecodeError):
+        return None
+
+
+def _finished_before(output: Path, work_dir: Path, job: dict, overwrite: bool) -> bool:
+    """True when ``output`` is this job's finished output (nothing to do); a FileExistsError for another file
+    there unless ``overwrite``."""
+    if overwrite or not output.exists():
+        return False
+    if work_dir.is_dir() and not any(work_dir.iterdir()):
+        work_dir.rmdir()  # made for this run just now
+    if _output_tag(output) == _job_tag(job):
+        logger.info("%s is already converted from the same input and settings: nothing to do (overwrite to "
+                    "convert it again).", output)  # fmt: skip
+        return True
+    raise FileExistsError(
+        f"{output} already exists and is not this conversion's output (another file, or other inputs or settings): "
+        "choose another output, or pass --overwrite (overwrite=True) to replace it."
+    )
+
+
+@_one_job_per_output
 def convert_video(
     input_path: Path | str,
     output: Path | str,
@@ -364,8 +421,13 @@ def convert_video(
     on_chunk_done: Callable[[int, int], None] | None = None,
     interrupt: Callable[[], None] | None = None,
     on_pass_done: PassFn | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Convert ``input_path`` into a stereo video, resuming an interrupted run of the same job.
+
+    One run per output at a time (a second one raises :class:`~.job_lock.JobLockedError`). An existing output is
+    kept: this job's finished output is returned as it is, any other file raises FileExistsError, unless
+    ``overwrite``.
 
     Args:
         input_path: the 2D video (left eye). Its audio streams are carried over.
@@ -386,6 +448,7 @@ def convert_video(
             interrupt a run).
         interrupt: called between chunks and before every denoising step; raise from it to stop (rerun to resume).
         on_pass_done: called with each pass's :class:`PassStats` when it completes (also logged at INFO).
+        overwrite: replace an existing file at the output (or convert this job's finished output again).
 
     Returns:
         The path of the finished output file.
@@ -414,6 +477,8 @@ def convert_video(
     trims = [None if t is None or t.is_whole else asdict(t) for t in (trim, depth_trim)]
     if any(trims):  # another part of the same files is another job
         job["trim"] = trims
+    if _finished_before(output, work_dir, job, overwrite):
+        return output
     progress = _load_progress(work_dir, job)
     if progress is None:
         for stale in work_dir.iterdir():
@@ -445,7 +510,7 @@ def convert_video(
         )
     segments = [(work_dir / chunk["file"], chunk["frames"]) for chunk in progress["chunks"]]
     with _disk_full_hint(partial):
-        mux_segments(segments, info.fps, partial, output.suffix.lower(), info)
+        mux_segments(segments, info.fps, partial, output.suffix.lower(), info, {JOB_TAG_KEY: _job_tag(job)})
     os.replace(partial, output)
     if save_depth is not None and depth_model is not None:
         shutil.move(work_dir / DEPTH_FILE, save_depth)

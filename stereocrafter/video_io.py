@@ -465,10 +465,15 @@ def _audio_source(
 
 
 def mux_segments(
-    segments: list[tuple[Path, int]], fps: Fraction, output: Path, container_suffix: str, audio: VideoInfo | None
+    segments: list[tuple[Path, int]],
+    fps: Fraction,
+    output: Path,
+    container_suffix: str,
+    audio: VideoInfo | None,
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """Join encoded video segments (path, frame count) into ``output`` without re-encoding, plus the audio of
-    ``audio`` (a source video's info, or None).
+    ``audio`` (a source video's info, or None), with container ``metadata`` tags (e.g. ``{"comment": ...}``).
 
     Audio streams are copied when the container (chosen by ``container_suffix``, e.g. ".mp4") takes their codec,
     else re-encoded to AAC; timing stays relative to the source's first video frame, so sync is the source's. For
@@ -477,6 +482,7 @@ def mux_segments(
     allowed = AUDIO_COPY_CODECS[container_suffix.lower()]
     with av.open(str(segments[0][0])) as first, av.open(str(output), "w", format=fmt) as out:
         template = first.streams.video[0]
+        out.metadata.update(metadata or {})
         video_out = out.add_stream_from_template(template)
         if fmt != "matroska" and template.codec_context.name == "hevc":
             video_out.codec_tag = "hvc1"
