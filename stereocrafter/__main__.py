@@ -34,6 +34,7 @@ from .model_sources import (
     default_models_root,
     find_model_dirs,
 )
+from .scenes import read_scenes_file
 from .stereo_warp import WarpSettings
 from .video_io import VideoReadError, probe_video
 
@@ -103,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--depth-steps", type=int, default=8, help="DepthCrafter denoising steps (default 8)")
     group.add_argument("--depth-max-res", type=int, default=1024, help="DepthCrafter processing size (default 1024)")
     group.add_argument("--save-depth", type=Path, help="also keep the estimated depth as a 16-bit .mkv video")
+    group.add_argument("--depth-range", default="shot", choices=["shot", "clip"], help="shot (default): each "
+                       "shot's 0.5-99.5th depth percentiles, eased over 12 frames after a cut; clip: the "
+                       "reference's min-max over the whole clip")  # fmt: skip
+    group.add_argument("--scenes", help="the hard cuts instead of detecting them: a file of frame numbers (first "
+                       "frames of new shots) or a .scenes.json this converter wrote; 'none': one shot")  # fmt: skip
+    group.add_argument("--cut-threshold", type=float, default=27.0, help="shot detection sensitivity "
+                       "(PySceneDetect ContentDetector, default 27; lower finds more cuts)")  # fmt: skip
     group = parser.add_argument_group("stereo")
     group.add_argument("--layout", type=_layout, default="full SBS", help="sbs (default), half-sbs, tb, "
                        "half-tb, cross-sbs, cross-half-sbs, anaglyph")  # fmt: skip
@@ -184,7 +192,16 @@ def _settings(args: argparse.Namespace) -> ConvertSettings:
         chunk_frames=args.chunk_frames,
         codec=args.codec,
         crf=args.crf,
+        depth_normalization=args.depth_range,
+        cut_threshold=args.cut_threshold,
     )
+
+
+def _scenes(args: argparse.Namespace) -> list[int] | None:
+    """The cuts --scenes gives (None: detect them)."""
+    if args.scenes is None:
+        return None
+    return [] if args.scenes.lower() == "none" else read_scenes_file(args.scenes)
 
 
 def _model_dirs(args: argparse.Namespace) -> dict[ModelSource, Path]:
@@ -391,6 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             on_progress=on_progress,
             on_pass_done=passes.append,
             overwrite=args.overwrite,
+            scenes=_scenes(args),
         )
     except KeyboardInterrupt:
         close()

@@ -28,7 +28,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import zip_longest
@@ -43,6 +43,8 @@ from .depth_file import DepthFileWriter, read_depth_file
 from .disparity import DISPARITY_UNITS, depth_bounds
 from .job_lock import JobLock
 from .packing import LAYOUT_SUFFIXES, LAYOUTS, RESIZE_FILTERS, Layout, ResizeFilter, pack_stereo
+from .scenes import check_cuts, detect_cuts, scenes_path, shot_segments, split_by_segments, write_scenes_file
+from .shot_depth import ShotRangeAccumulator, frame_ranges, normalize_per_frame
 from .stereo_warp import WarpSettings, depth_channels_mean, warp_to_right_eye
 from .video_io import (
     CODECS,
@@ -63,6 +65,8 @@ if TYPE_CHECKING:  # the model modules import diffusers (~0.3 GB of RAM), which 
 
 logger = logging.getLogger(__name__)
 
+DepthNormalization = Literal["shot", "clip"]
+DEPTH_NORMALIZATIONS: tuple[DepthNormalization, ...] = ("shot", "clip")
 OutputLayout = Layout | Literal["anaglyph"]
 OUTPUT_LAYOUTS: tuple[OutputLayout, ...] = (*LAYOUTS, "anaglyph")
 #: File-name suffixes for ``-o DIRECTORY``: the packing ones plus the anaglyph.
@@ -138,6 +142,15 @@ class ConvertSettings:
     chunk_frames: int = 16
     codec: Codec = "h264"
     crf: int = 18
+    #: "shot": each shot's depth percentiles, eased across cuts (:mod:`.shot_depth`); "clip": the reference's
+    #: whole-clip min–max.
+    depth_normalization: DepthNormalization = "shot"
+    depth_percentiles: tuple[float, float] = (0.5, 99.5)
+    shot_transition_frames: int = 12
+    #: Find hard cuts (PySceneDetect) when no cut list is given; DepthCrafter windows, inpainting chunks and the
+    #: per-shot depth range restart at each.
+    detect_cuts: bool = True
+    cut_threshold: float = 27.0
 
     def validate(self) -> None:
         """Raise a ValueError naming the first bad setting."""
@@ -147,6 +160,7 @@ class ConvertSettings:
             "resize_filter": (self.resize_filter, RESIZE_FILTERS),
             "disparity_unit": (self.warp.disparity_unit, DISPARITY_UNITS),
             "codec": (self.codec, tuple(CODECS)),
+            "depth_normalization": (self.depth_normalization, DEPTH_NORMALIZATIONS),
         }
         for name, (value, allowed) in choices.items():
             if value not in allowed:
@@ -159,6 +173,13 @@ class ConvertSettings:
             raise ValueError(f"chunk_frames must be >= 1, got {self.chunk_frames}.")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be within 0..51, got {self.crf}.")
+        low, high = self.depth_percentiles
+        if not 0 <= low < high <= 100:
+            raise ValueError(f"depth_percentiles must be 0 <= low < high <= 100, got {self.depth_percentiles}.")
+        if self.shot_transition_frames < 0:
+            raise ValueError(f"shot_transition_frames must be >= 0, got {self.shot_transition_frames}.")
+        if not self.cut_threshold > 0:
+            raise ValueError(f"cut_threshold must be > 0, got {self.cut_threshold}.")
 
 
 @dataclass(frozen=True)
@@ -290,14 +311,50 @@ def _prepare_work_dir(work_dir: Path) -> None:
         raise OSError(f"cannot write next to the output ({work_dir.parent}): {exc.strerror or exc}.") from exc
 
 
-def depth_range(depth_path: Path, chunk_frames: int, trim: TrimWindow | None = None) -> tuple[float, float]:
+def depth_range(
+    depth_path: Path, chunk_frames: int, trim: TrimWindow | None = None, shots: ShotRangeAccumulator | None = None
+) -> tuple[float, float]:
     """(min, max) of a depth video (its ``trim`` window only) over all frames and pixels, channels averaged as the
-    splat stage reads them; one streaming decode pass."""
+    splat stage reads them; one streaming decode pass, which also feeds ``shots`` (per-shot percentiles)."""
     low, high = float("inf"), float("-inf")
     for chunk in read_frames(depth_path, chunk_frames, window=trim):
-        chunk_low, chunk_high = depth_bounds(depth_channels_mean(chunk))
+        chunk = depth_channels_mean(chunk)
+        chunk_low, chunk_high = depth_bounds(chunk)
         low, high = min(low, chunk_low), max(high, chunk_high)
+        if shots is not None:
+            shots.add(chunk)
     return low, high
+
+
+def _shot_cuts(
+    info: VideoInfo,
+    progress: dict,
+    settings: ConvertSettings,
+    given: list[int] | None,
+    work_dir: Path,
+    interrupt: Callable[[], None] | None,
+) -> list[int]:
+    """The job's cuts: from progress.json on a resume, else the given ones, else detected (one cheap streaming
+    decode pass at 256 px wide, before the depth pass, which plans its windows per shot), else none."""
+    if progress.get("cuts") is None:
+        if given is not None:
+            cuts = given
+        elif settings.detect_cuts:
+            started = time.perf_counter()
+
+            def on_frame(seen: int) -> None:
+                if interrupt is not None and seen % 64 == 0:
+                    interrupt()
+
+            cuts, seen = detect_cuts(info.path, info.fps, info.window, settings.cut_threshold, on_frame=on_frame)
+            cuts = [cut for cut in cuts if cut < info.frame_count]
+            logger.info("%d shot(s) in %d frames (%.1f s to find the cuts).", len(cuts) + 1, seen,
+                        time.perf_counter() - started)  # fmt: skip
+        else:
+            cuts = []
+        progress["cuts"] = cuts
+        _write_json(work_dir / "progress.json", progress)
+    return list(progress["cuts"])
 
 
 def splat_chunk(
@@ -422,6 +479,7 @@ def convert_video(
     interrupt: Callable[[], None] | None = None,
     on_pass_done: PassFn | None = None,
     overwrite: bool = False,
+    scenes: Sequence[int] | None = None,
 ) -> Path:
     """Convert ``input_path`` into a stereo video, resuming an interrupted run of the same job.
 
@@ -449,6 +507,9 @@ def convert_video(
         interrupt: called between chunks and before every denoising step; raise from it to stop (rerun to resume).
         on_pass_done: called with each pass's :class:`PassStats` when it completes (also logged at INFO).
         overwrite: replace an existing file at the output (or convert this job's finished output again).
+        scenes: the hard cuts (first frames of new shots, from the converted part's first frame) instead of
+            detecting them (``settings.detect_cuts``); ``[]`` is one shot. The cuts used are kept in the job state
+            and written next to the output as ``<output stem>.scenes.json`` (:mod:`.scenes`).
 
     Returns:
         The path of the finished output file.
@@ -477,7 +538,9 @@ def convert_video(
     trims = [None if t is None or t.is_whole else asdict(t) for t in (trim, depth_trim)]
     if any(trims):  # another part of the same files is another job
         job["trim"] = trims
-    if _finished_before(output, work_dir, job, overwrite):
+    if scenes is not None:  # other cuts are another job
+        job["scenes"] = check_cuts(scenes, info.frame_count, "scenes")
+    if _finished_before(output, work_dir, job, overwrite):  # the whole job record is known from here on
         return output
     progress = _load_progress(work_dir, job)
     if progress is None:
@@ -486,15 +549,25 @@ def convert_video(
         progress = {"version": PROGRESS_VERSION, "job": job, "depth_range": None, "chunks": []}
     else:
         logger.info("resuming %s after %d finished segments.", output.name, len(progress["chunks"]))
+    cuts = _shot_cuts(info, progress, settings, job.get("scenes"), work_dir, interrupt)
+    segments = shot_segments(cuts, info.frame_count)
+    write_scenes_file(scenes_path(output), cuts, info.frame_count, info.fps, "given" if scenes is not None else
+                      "detected" if settings.detect_cuts else "none")  # fmt: skip
+    per_shot = settings.depth_normalization == "shot"
     if depth_model is not None:
         depth_path = work_dir / DEPTH_FILE
         if progress["depth_range"] is None:
+            ranges = ShotRangeAccumulator(segments, settings.depth_percentiles) if per_shot else None
             with _measured_pass("depth", info.frame_count, on_pass_done) as stats:
-                bounds = _estimate_depth(info, depth_model, depth_path, settings, report, interrupt, stats)
+                bounds = _estimate_depth(info, depth_model, depth_path, settings, report, interrupt, stats, segments,
+                                         ranges)  # fmt: skip
             progress["depth_range"] = list(bounds)
+            progress["shot_ranges"] = ranges.finish() if ranges is not None else None
             _write_json(work_dir / "progress.json", progress)
     elif progress["depth_range"] is None:
-        progress["depth_range"] = list(depth_range(depth_path, settings.chunk_frames, depth_trim))
+        ranges = ShotRangeAccumulator(segments, settings.depth_percentiles) if per_shot else None
+        progress["depth_range"] = list(depth_range(depth_path, settings.chunk_frames, depth_trim, ranges))
+        progress["shot_ranges"] = ranges.finish() if ranges is not None else None
         _write_json(work_dir / "progress.json", progress)
     bounds = tuple(progress["depth_range"])
     if bounds[1] - bounds[0] <= 1e-12 * max(1.0, abs(bounds[1])):
@@ -502,6 +575,8 @@ def convert_video(
 
     job_run = _StereoPass(info, depth_path, depth_model is not None, work_dir, progress, settings, bounds, device)
     job_run.depth_trim = depth_trim
+    job_run.cuts, job_run.segments = cuts, segments
+    job_run.shot_ranges = progress.get("shot_ranges") if per_shot else None
     with _measured_pass("stereo", info.frame_count - job_run.done, on_pass_done) as stats:
         done = job_run.run(inpaint, report, on_chunk_done, interrupt, stats)
     if done != info.frame_count:
@@ -526,11 +601,12 @@ def _estimate_depth(
     report: _Progress,
     interrupt: Callable[[], None] | None,
     stats: PassStats,
+    segments: Sequence[tuple[int, int]] | None = None,
+    shots: ShotRangeAccumulator | None = None,
 ) -> tuple[float, float]:
-    """Run DepthCrafter over the whole input, streaming its raw depth into a lossless file; returns the file's
-    (min, max)."""
-    from .depth_pipeline import VideoDepthPipeline
-
+    """Run DepthCrafter over the whole input shot by shot (``segments``, [start, end) frames; default one shot),
+    streaming its raw depth into a lossless file; returns the file's (min, max) and feeds ``shots``. Each shot is
+    its own DepthCrafter stream: its windows start at the shot's first frame, none blends across a cut."""
     report("depth", 0)
     started = time.perf_counter()
     pipeline, run_settings = _loaded(stage.load(), stage.settings)
@@ -538,16 +614,26 @@ def _estimate_depth(
     tmp = path.with_name("depth.tmp.mkv")
     writer = DepthFileWriter(tmp, info.width, info.height, info.fps)
     frames = read_frames(info.path, settings.chunk_frames, window=info.window)
-    steps = VideoDepthPipeline.num_progress_steps(info.frame_count, run_settings)
+    segments = list(segments or [(0, info.frame_count)])
+    shot_steps = [type(pipeline).num_progress_steps(end - start, run_settings) for start, end in segments]
+    steps = sum(shot_steps)
     per_window = run_settings.num_inference_steps
+    steps_before = 0
 
     def step_done(window: int, step: int) -> None:
-        report.fraction("depth", (window * per_window + step + 1) / steps)
+        report.fraction("depth", (steps_before + window * per_window + step + 1) / steps)
 
     with _disk_full_hint(tmp):
-        for depth in pipeline.stream(frames, info.frame_count, run_settings, progress=step_done, interrupt=interrupt):
-            writer.write(depth)
-            report("depth", writer.frames_written)
+        for (start, end), shot_frames, shot_step_count in zip(
+            segments, split_by_segments(frames, segments), shot_steps, strict=True
+        ):
+            shot = pipeline.stream(shot_frames, end - start, run_settings, progress=step_done, interrupt=interrupt)
+            for depth in shot:
+                writer.write(depth)
+                if shots is not None:
+                    shots.add(depth)
+                report("depth", writer.frames_written)
+            steps_before += shot_step_count
         writer.close()
     os.replace(tmp, path)
     del pipeline
@@ -601,6 +687,18 @@ class _StereoPass:
         self.done = sum(chunk["frames"] for chunk in progress["chunks"])
         self.warned_odd = False
         self.depth_trim: TrimWindow | None = None  # the part of a depth video to read
+        self.cuts: list[int] = []  # first frames of new shots: inpainting chunks restart there
+        self.segments: list[tuple[int, int]] = [(0, info.frame_count)]
+        self.shot_ranges: list[list[float]] | None = None  # per-shot depth ranges (None: the clip's ``bounds``)
+
+    def _normalized(self, depth: torch.Tensor, first: int) -> tuple[torch.Tensor, tuple[float, float]]:
+        """(depth, range to splat it with) of frames [first, first + n): with per-shot ranges the depth is
+        normalised here frame by frame (eased across cuts) and splatted with the range 0..1."""
+        if self.shot_ranges is None:
+            return depth, self.bounds
+        ranges = [tuple(r) for r in self.shot_ranges]
+        bounds = frame_ranges(self.segments, ranges, first, depth.shape[0], self.settings.shot_transition_frames)
+        return normalize_per_frame(depth, bounds), (0.0, 1.0)
 
     def _depth_chunks(self) -> Iterator[torch.Tensor]:
         """[n, H, W] depth chunks (a depth video's channels averaged at once, as the splat would: a third of the
@@ -627,6 +725,7 @@ class _StereoPass:
         stream = InpaintStream(
             pipeline, info.frame_count, info.height, info.width, run_settings, stage.seed,
             progress=lambda step: report.fraction("stereo", step.fraction), interrupt=interrupt, state=state,
+            cuts=self.cuts,
         )  # fmt: skip
         if stream.frames_out != self.done:
             raise ValueError(f"the inpainting state in {self.work_dir} does not match its segments; delete the folder.")
@@ -657,7 +756,8 @@ class _StereoPass:
             if interrupt is not None:
                 interrupt()
             position += left.shape[0]
-            right, occlusion = splat_chunk(left, depth, self.settings, self.bounds, self.device)
+            depth, bounds = self._normalized(depth, position - left.shape[0])
+            right, occlusion = splat_chunk(left, depth, self.settings, bounds, self.device)
             if stream is None:
                 self._emit(left, right, None, report, on_chunk_done)
             else:

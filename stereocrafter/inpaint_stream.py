@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -34,7 +35,7 @@ from .inpaint_pipeline import (
     composite_alpha,
 )
 from .lean_attention import lean_attention
-from .temporal_chunks import Chunk, ChunkAssembler, final_frames, plan_chunks
+from .temporal_chunks import Chunk, ChunkAssembler, final_frames, plan_chunks_in_shots
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class InpaintStream:
             out of memory) leaves the stream unusable: continue from the last :meth:`state_dict` instead.
         state: a :meth:`state_dict` of a stream built with the same clip length, size and settings; this stream
             then continues after its :attr:`frames_out` frames.
+        cuts: first frames of new shots: temporal chunks restart there (see
+            :func:`~.temporal_chunks.plan_chunks_in_shots`).
 
     Attributes:
         max_buffered_inputs, max_buffered_outputs: the most input frames and output frames (not yet returned, or
@@ -73,6 +76,7 @@ class InpaintStream:
         progress: ProgressFn | None = None,
         interrupt: InterruptFn | None = None,
         state: dict[str, Any] | None = None,
+        cuts: Sequence[int] = (),
     ) -> None:
         settings.validate()
         if height < 1 or width < 1:
@@ -81,7 +85,9 @@ class InpaintStream:
         self.settings = settings
         self.num_frames, self.height, self.width = num_frames, height, width
         self.progress, self.interrupt = progress, interrupt
-        self._chunks = plan_chunks(num_frames, settings.chunk_frames, settings.chunk_overlap)
+        # Chunks restart at every cut (first frames of new shots): nothing of a shot conditions or blends into the next.
+        self.cuts = sorted({int(c) for c in cuts if 0 < int(c) < num_frames})
+        self._chunks = plan_chunks_in_shots(num_frames, settings.chunk_frames, settings.chunk_overlap, self.cuts)
         self._fit = Fit.plan(height, width, settings.fit, settings.multiple, settings.pad_mode)
         fit = self._fit
         if fit.mode == "crop" and (fit.work_height, fit.work_width) != (height, width):
@@ -259,6 +265,7 @@ class InpaintStream:
             "num_frames": self.num_frames,
             "height": self.height,
             "width": self.width,
+            **({"cuts": self.cuts} if self.cuts else {}),  # absent without cuts: older saved states still load
             **{f"settings.{k}": v for k, v in asdict(self.settings).items()},
         }
 

@@ -17,6 +17,7 @@ needs, so a clip of any length is assembled in about one chunk of memory.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -202,3 +203,17 @@ class ChunkAssembler:
         """Continue from :meth:`state_dict`'s output."""
         self.start = int(state["start"])
         self._window, self._raw, self._raw_start = state["window"], state["raw"], int(state["raw_start"])
+
+
+def plan_chunks_in_shots(
+    num_frames: int, chunk_frames: int = 23, overlap: int = 3, cuts: Sequence[int] = ()
+) -> list[Chunk]:
+    """:func:`plan_chunks` within each shot of a clip cut at ``cuts`` (first frames of new shots): no chunk
+    crosses a cut and the first chunk of a shot has no feedback (no conditioning or crossfade from the previous
+    shot). Without cuts it is :func:`plan_chunks`. Indices and frames count over the whole clip."""
+    starts = [0, *sorted({int(c) for c in cuts if 0 < int(c) < num_frames})]
+    chunks: list[Chunk] = []
+    for start, end in zip(starts, [*starts[1:], num_frames], strict=True):
+        for chunk in plan_chunks(end - start, chunk_frames, overlap):
+            chunks.append(Chunk(len(chunks), start + chunk.start, start + chunk.stop, chunk.feedback))
+    return chunks

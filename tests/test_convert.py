@@ -104,7 +104,8 @@ def small(tmp_path_factory) -> tuple[Path, Path]:
 def test_cli_full_sbs_matches_whole_clip_warp(clip20, tmp_path):
     source, depth = clip20
     output = tmp_path / "out.mp4"
-    assert main([str(source), "-o", str(output), "--depth", str(depth), "--no-inpaint", "--chunk-frames", "16"]) == 0
+    args = [str(source), "-o", str(output), "--depth", str(depth), "--no-inpaint", "--chunk-frames", "16"]
+    assert main([*args, "--depth-range", "clip"]) == 0  # the reference's whole-clip min-max
     info = probe_video(output)
     assert (info.frame_count, info.width, info.height, info.fps) == (20, 1920, 540, Fraction(24))
     assert not work_paths(output)[0].exists() and not work_paths(output)[1].exists()

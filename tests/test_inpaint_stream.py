@@ -219,3 +219,22 @@ def test_failed_push_stops_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
     for call in (lambda: stream.push(images[:1], mask[:1]), stream.finish, stream.state_dict):
         with pytest.raises(ValueError, match="after a push that failed"):
             call()
+
+
+def test_chunks_restart_at_a_cut_without_the_previous_shot():
+    """With a cut at 6, shot 2 (frames 6..10) comes out the same whatever shot 1 held: no feedback frames or
+    crossfade from the previous shot (the noise generator runs on, so shot 1 keeps its chunk count)."""
+    images, mask = make_inputs(11)
+    mask = torch.ones_like(mask) * mask.amax(0, keepdim=True)  # holes in every frame: every chunk runs
+    other = images.clone()
+    other[:6] = torch.rand(6, H, W, 3, generator=torch.Generator().manual_seed(5))
+    outs = []
+    for frames in (images, other):
+        stream = InpaintStream(make_pipe(), 11, H, W, SETTINGS, seed=3, cuts=[6])
+        outs.append(torch.cat(run_stream(stream, frames, mask, push=4)))
+    assert not torch.equal(outs[0][:6], outs[1][:6])
+    assert torch.equal(outs[0][6:], outs[1][6:])
+    # Without the cut, shot 1 leaks into frames 6.. (the control: the test can tell).
+    uncut = [torch.cat(run_stream(InpaintStream(make_pipe(), 11, H, W, SETTINGS, seed=3), f, mask, 4)) for f in
+             (images, other)]  # fmt: skip
+    assert not torch.equal(uncut[0][6:], uncut[1][6:])
