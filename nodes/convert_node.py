@@ -10,6 +10,7 @@ from comfy_api.latest import Input, io, ui
 
 from ..stereocrafter.anaglyph import ANAGLYPH_METHODS
 from ..stereocrafter.convert import (
+    HOLE_MODES,
     OUTPUT_LAYOUTS,
     OUTPUT_SUFFIXES,
     ConvertSettings,
@@ -138,6 +139,14 @@ class ConvertVideoTo3D(io.ComfyNode):
                     default="stereo3d/converted",
                     tooltip="Output file name start, under output/ (sub-folders allowed).",
                 ),
+                io.Combo.Input(
+                    "holes",
+                    options=list(HOLE_MODES),
+                    default="fill",
+                    optional=True,
+                    tooltip="Without stereocrafter: fill the holes from the background beside them (no model, "
+                    "fast) or leave them black.",
+                ),
             ],
             outputs=[io.String.Output(display_name="path", tooltip="The written stereo video file.")],
             is_output_node=True,
@@ -165,6 +174,7 @@ class ConvertVideoTo3D(io.ComfyNode):
         depthcrafter: ManagedPipeline | None = None,
         depth_video: Input.Video | None = None,
         stereocrafter: ManagedPipeline | None = None,
+        holes: str = "fill",
     ) -> io.NodeOutput:
         source_video = video_file(video, video_path, "video")
         source = source_video.path
@@ -191,6 +201,7 @@ class ConvertVideoTo3D(io.ComfyNode):
             chunk_frames=chunk_frames,
             codec=codec,
             crf=crf,
+            holes=holes,
         )
         depth_stage = None
         if depthcrafter is not None:

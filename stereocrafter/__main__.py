@@ -26,6 +26,7 @@ import torch
 from .convert import OUTPUT_LAYOUTS, ConvertSettings, DepthStage, InpaintStage, PassStats, ProgressFn, convert_video
 from .model_files import ModelFilesError
 from .model_sources import (
+    DEPTH_ANYTHING,
     DEPTHCRAFTER,
     STEREOCRAFTER,
     SVD,
@@ -104,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--depth-steps", type=int, default=8, help="DepthCrafter denoising steps (default 8)")
     group.add_argument("--depth-max-res", type=int, default=1024, help="DepthCrafter processing size (default 1024)")
     group.add_argument("--save-depth", type=Path, help="also keep the estimated depth as a 16-bit .mkv video")
+    group.add_argument("--depth-model", default="depthcrafter", choices=["depthcrafter", "depth-anything"],
+                       help="without --depth: DepthCrafter (default; video diffusion, ~6 GB of weights with SVD) or "
+                       "Depth Anything V2 Small (per frame, ~100 MB, stabilised over time)")  # fmt: skip
     group.add_argument("--depth-range", default="shot", choices=["shot", "clip"], help="shot (default): each "
                        "shot's 0.5-99.5th depth percentiles, eased over 12 frames after a cut; clip: the "
                        "reference's min-max over the whole clip")  # fmt: skip
@@ -120,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="unit of --max-disparity: pixels or percent of the width")  # fmt: skip
     group.add_argument("--convergence", type=float, default=0.5, help="depth on the screen plane, 0..1")
     group = parser.add_argument_group("inpainting")
-    group.add_argument("--no-inpaint", action="store_true", help="leave the disocclusion holes black (no model)")
+    group.add_argument("--no-inpaint", action="store_true", help="no StereoCrafter: the holes are filled as --holes "
+                       "says (no model)")  # fmt: skip
+    group.add_argument("--holes", default="fill", choices=["fill", "black"], help="with --no-inpaint: fill the "
+                       "holes from the background beside them (default) or leave them black")  # fmt: skip
     group.add_argument("--inpaint-steps", type=int, default=8, help="StereoCrafter denoising steps (default 8)")
     group.add_argument("--tiles", type=_tiles, default=None, help="spatial tiles: auto (default, from the "
                        "memory budget), N or RxC")  # fmt: skip
@@ -129,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "$STEREOCRAFTER3D_MODELS, ComfyUI's models/ when run from its custom_nodes, else "
                        "~/.cache/stereocrafter3d/models)")  # fmt: skip
     group.add_argument("--depthcrafter", help="folder name (in MODELS/depthcrafter) or path of DepthCrafter")
+    group.add_argument("--depth-anything", help="folder name (in MODELS/depth_anything) or path of Depth Anything")
     group.add_argument("--stereocrafter", help="folder name (in MODELS/stereocrafter) or path of StereoCrafter")
     group.add_argument("--svd", help="folder name (in MODELS/diffusers) or path of SVD xt 1.1")
     group.add_argument("--download", action="store_true", help="download missing weights from Hugging Face")
@@ -192,6 +200,7 @@ def _settings(args: argparse.Namespace) -> ConvertSettings:
         chunk_frames=args.chunk_frames,
         codec=args.codec,
         crf=args.crf,
+        holes=args.holes,
         depth_normalization=args.depth_range,
         cut_threshold=args.cut_threshold,
     )
@@ -207,8 +216,10 @@ def _scenes(args: argparse.Namespace) -> list[int] | None:
 def _model_dirs(args: argparse.Namespace) -> dict[ModelSource, Path]:
     """The folders of the models the arguments need (downloaded with --download); without it every missing one is
     named in one MissingModelsError."""
-    wanted = [(SVD, args.svd)] if args.depth is None or not args.no_inpaint else []
-    wanted += [(DEPTHCRAFTER, args.depthcrafter)] if args.depth is None else []
+    depthcrafter = args.depth is None and args.depth_model == "depthcrafter"
+    wanted = [(SVD, args.svd)] if depthcrafter or not args.no_inpaint else []
+    wanted += [(DEPTHCRAFTER, args.depthcrafter)] if depthcrafter else []
+    wanted += [(DEPTH_ANYTHING, args.depth_anything)] if args.depth is None and not depthcrafter else []
     wanted += [(STEREOCRAFTER, args.stereocrafter)] if not args.no_inpaint else []
     root = args.models if args.models is not None else default_models_root()
     lookups = [(source, [root / source.folder_name], name) for source, name in wanted]
@@ -265,7 +276,9 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
     svd_dir = dirs.get(SVD)
     depth_stage = inpaint_stage = None
     compile_models = None  # decided once, when the first model loads (it probes the input)
-    if args.depth is None:
+    if args.depth is None and args.depth_model == "depth-anything":
+        depth_stage = _light_depth_stage(dirs[DEPTH_ANYTHING], device, dtype, precision)
+    elif args.depth is None:
         depth_dir = dirs[DEPTHCRAFTER]
         # Two CFG passes (as the VideoDepth node), a third less GPU memory than one batched pass: with the per-stage
         # moves, 1080p depth on an H200 took 0.49 s/frame at 9.2 GiB (batched, resident: 0.42 at 16.7 GiB).
@@ -341,6 +354,16 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
         model_id = f"{inpaint_dir.resolve()} {precision}"
         inpaint_stage = InpaintStage(load_inpaint, inpaint_settings, args.seed, model_id=model_id)
     return depth_stage, inpaint_stage
+
+
+def _light_depth_stage(folder: Path, device: torch.device, dtype: torch.dtype, precision: str) -> DepthStage:
+    """Depth Anything per frame, stabilised over time (:mod:`.light_depth`), as the conversion's depth stage."""
+    from .light_depth import LightDepthPipeline, LightDepthSettings
+
+    settings = LightDepthSettings()
+    return DepthStage(
+        lambda: LightDepthPipeline.from_pretrained(folder, device, dtype), settings, f"{folder.resolve()} {precision}"
+    )
 
 
 def _progress_reporter() -> tuple[ProgressFn, Callable[[], None]]:

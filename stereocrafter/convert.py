@@ -41,6 +41,7 @@ import torch
 from .anaglyph import ANAGLYPH_METHODS, AnaglyphMethod, make_anaglyph
 from .depth_file import DepthFileWriter, read_depth_file
 from .disparity import DISPARITY_UNITS, depth_bounds
+from .hole_fill import fill_holes
 from .job_lock import JobLock
 from .packing import LAYOUT_SUFFIXES, LAYOUTS, RESIZE_FILTERS, Layout, ResizeFilter, pack_stereo
 from .scenes import check_cuts, detect_cuts, scenes_path, shot_segments, split_by_segments, write_scenes_file
@@ -65,6 +66,8 @@ if TYPE_CHECKING:  # the model modules import diffusers (~0.3 GB of RAM), which 
 
 logger = logging.getLogger(__name__)
 
+HoleMode = Literal["fill", "black"]
+HOLE_MODES: tuple[HoleMode, ...] = ("fill", "black")
 DepthNormalization = Literal["shot", "clip"]
 DEPTH_NORMALIZATIONS: tuple[DepthNormalization, ...] = ("shot", "clip")
 OutputLayout = Layout | Literal["anaglyph"]
@@ -151,6 +154,9 @@ class ConvertSettings:
     #: per-shot depth range restart at each.
     detect_cuts: bool = True
     cut_threshold: float = 27.0
+    #: Without an inpainting stage: "fill" the holes from their background side (:mod:`.hole_fill`, no model) or
+    #: leave them "black".
+    holes: HoleMode = "fill"
 
     def validate(self) -> None:
         """Raise a ValueError naming the first bad setting."""
@@ -161,6 +167,7 @@ class ConvertSettings:
             "disparity_unit": (self.warp.disparity_unit, DISPARITY_UNITS),
             "codec": (self.codec, tuple(CODECS)),
             "depth_normalization": (self.depth_normalization, DEPTH_NORMALIZATIONS),
+            "holes": (self.holes, HOLE_MODES),
         }
         for name, (value, allowed) in choices.items():
             if value not in allowed:
@@ -184,10 +191,11 @@ class ConvertSettings:
 
 @dataclass(frozen=True)
 class DepthStage:
-    """DepthCrafter inside the conversion. ``load`` is called only when the depth pass runs (not on a resume after
-    it), and the pipeline is released before the stereo pass. It returns the pipeline, or (pipeline, the settings
-    to run with) when it fitted them to the GPU (``settings`` as asked stay in the job record). ``model_id`` names
-    the weights in the job record."""
+    """DepthCrafter (or :class:`~.light_depth.LightDepthPipeline`: any pipeline with ``stream`` and
+    ``num_progress_steps``) inside the conversion. ``load`` is called only when the depth pass runs (not on a resume
+    after it), and the pipeline is released before the stereo pass. It returns the pipeline, or (pipeline, the
+    settings to run with) when it fitted them to the GPU (``settings`` as asked stay in the job record). ``model_id``
+    names the weights in the job record."""
 
     load: Callable[[], VideoDepthPipeline | tuple[VideoDepthPipeline, DepthSettings]]
     settings: DepthSettings
@@ -759,6 +767,8 @@ class _StereoPass:
             depth, bounds = self._normalized(depth, position - left.shape[0])
             right, occlusion = splat_chunk(left, depth, self.settings, bounds, self.device)
             if stream is None:
+                if self.settings.holes == "fill":  # no model fills them: the background beside each hole does
+                    right = fill_holes(right.to(self.device), occlusion.to(self.device)).cpu()
                 self._emit(left, right, None, report, on_chunk_done)
             else:
                 pending_left.append(left)

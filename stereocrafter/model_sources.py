@@ -5,6 +5,7 @@ A models folder has ComfyUI's layout, one sub-folder per kind, Hugging Face fold
     <models>/depthcrafter/DepthCrafter/                               tencent/DepthCrafter
     <models>/stereocrafter/StereoCrafter/                             TencentARC/StereoCrafter
     <models>/diffusers/stable-video-diffusion-img2vid-xt-1-1/         stabilityai/stable-video-diffusion-img2vid-xt-1-1
+    <models>/depth_anything/Depth-Anything-V2-Small-hf/              depth-anything/Depth-Anything-V2-Small-hf
 
 The ComfyUI nodes search ComfyUI's folders for these kinds; the command line searches one models folder
 (:func:`default_models_root`).
@@ -72,6 +73,17 @@ SVD = ModelSource(
     ),
     gated=True,
     download_size="about 1.5 GB",
+)
+
+
+#: The command line's light depth model (``--depth-model depth-anything``): Apache-2.0, about 100 MB.
+DEPTH_ANYTHING = ModelSource(
+    "depth_anything",
+    "Depth-Anything-V2-Small-hf",
+    "depth-anything/Depth-Anything-V2-Small-hf",
+    "main",  # no commit hash could be verified offline
+    ("config.json", "model.safetensors", "preprocessor_config.json"),
+    download_size="about 100 MB",
 )
 
 

@@ -135,3 +135,29 @@ def test_gpu_matches_cpu():
     frames, occlusion = torch.rand(3, 64, 96, 3), (torch.rand(3, 64, 96) > 0.8).float()
     on_gpu = fill_holes(frames.cuda(), occlusion.cuda()).cpu()
     assert torch.allclose(on_gpu, fill_holes(frames, occlusion), atol=1e-6)
+
+
+def test_cli_no_inpaint_fills_the_holes_unless_black(tmp_path):
+    import av
+
+    from stereocrafter.__main__ import main
+    from stereocrafter.video_io import read_frames
+
+    left, depth = _scene(frames=4)
+    for name, clip in (("in.mp4", left), ("depth.mp4", depth[..., None].expand(-1, -1, -1, 3))):
+        with av.open(str(tmp_path / name), "w") as out:
+            video = out.add_stream("libx264", rate=24)
+            video.width, video.height, video.pix_fmt, video.options = 160, 48, "yuv444p", {"crf": "0"}
+            for index, image in enumerate((clip * 255).round().to(torch.uint8).numpy()):
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts = index
+                out.mux(video.encode(frame))
+            out.mux(video.encode(None))
+    common = [str(tmp_path / "in.mp4"), "--depth", str(tmp_path / "depth.mp4"), "--no-inpaint", "--convergence", "0"]
+    assert main([*common, "-o", str(tmp_path / "filled.mp4"), "--codec", "h264", "--crf", "0"]) == 0
+    assert main([*common, "-o", str(tmp_path / "black.mp4"), "--holes", "black", "--crf", "0"]) == 0
+    hole = (slice(None), slice(12, 36), slice(160 + 72, 160 + 108))  # inside the 40 px hole of the right view
+    filled = torch.cat(list(read_frames(tmp_path / "filled.mp4", 8)))[hole]
+    black = torch.cat(list(read_frames(tmp_path / "black.mp4", 8)))[hole]
+    assert black.max() < 0.05
+    assert (filled - BACKGROUND).abs().max() < 0.03
