@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .disparity import DisparityUnit, depth_to_disparity, max_disparity_pixels, normalize_depth
+from .hole_fill import clean_occlusion
 from .splatting import Backend, forward_splat
 
 
@@ -27,6 +28,10 @@ class WarpSettings:
     invert: bool = False
     reference_edges: bool = False
     backend: Backend = "auto"
+    #: Occlusion pixels whose splat coverage, or its average over a few pixels of the row, is below this become 1
+    #: (:func:`~.hole_fill.clean_occlusion`): a soft depth edge's scattered pixels make one clean hole for an
+    #: inpainting model. 0 (default) keeps the reference's mask, 1 - clamp(coverage), exactly.
+    min_coverage: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,9 @@ def warp_to_right_eye(
             backend=settings.backend,
         )
         right[start:stop] = batch_right
-        occlusion[start:stop] = batch_occlusion
+        occlusion[start:stop] = (
+            batch_occlusion if not settings.min_coverage else clean_occlusion(batch_occlusion, settings.min_coverage)
+        )
         if on_progress is not None:
             on_progress(stop, total)
     normalized = normalize_depth(depth, depth_range)

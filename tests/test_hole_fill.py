@@ -161,3 +161,21 @@ def test_cli_no_inpaint_fills_the_holes_unless_black(tmp_path):
     black = torch.cat(list(read_frames(tmp_path / "black.mp4", 8)))[hole]
     assert black.max() < 0.05
     assert (filled - BACKGROUND).abs().max() < 0.03
+
+
+def test_warp_settings_min_coverage_cleans_the_mask_and_zero_keeps_the_reference():
+    cols = torch.arange(160).float()
+    depth = (((72 - cols) / 12).clamp(0, 1) * (cols >= 20)).expand(2, 8, 160).clone()
+    left = torch.where((depth > 0.5)[..., None], SQUARE, BACKGROUND).clone()
+    reference = _warp(left, depth, convergence=0.0)
+    settings = WarpSettings(max_disparity=20, convergence=0.0, backend="torch", min_coverage=0.5)
+    cleaned = warp_to_right_eye(left, depth, settings)
+    assert torch.equal(cleaned.right, reference.right)
+    assert torch.equal(cleaned.occlusion, clean_occlusion(reference.occlusion, 0.5))
+    assert not torch.equal(cleaned.occlusion, reference.occlusion)  # the zebra was there to clean
+    # 1 - clamp(coverage) exactly by default: the splat's own mask.
+    from stereocrafter.disparity import depth_to_disparity
+    from stereocrafter.splatting import splat_torch
+
+    _, raw = splat_torch(left, depth_to_disparity(depth, 20.0, 0.0, False))
+    assert torch.equal(reference.occlusion, raw)
