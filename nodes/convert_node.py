@@ -21,6 +21,7 @@ from ..stereocrafter.convert import (
 )
 from ..stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size, working_memory_bytes
 from ..stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
+from ..stereocrafter.scenes import parse_cuts
 from ..stereocrafter.stereo_warp import WarpSettings
 from ..stereocrafter.video_io import CODECS, probe_video
 from . import comfy_runtime
@@ -147,6 +148,13 @@ class ConvertVideoTo3D(io.ComfyNode):
                     tooltip="Without stereocrafter: fill the holes from the background beside them (no model, "
                     "fast) or leave them black.",
                 ),
+                io.String.Input(
+                    "scenes",
+                    default="",
+                    optional=True,
+                    tooltip="Hard cuts (first frames of new shots, e.g. '120, 348'): depth windows, inpainting chunks "
+                    "and the depth range restart there. Empty: found automatically (PySceneDetect); 'none': one shot.",
+                ),
             ],
             outputs=[io.String.Output(display_name="path", tooltip="The written stereo video file.")],
             is_output_node=True,
@@ -175,6 +183,7 @@ class ConvertVideoTo3D(io.ComfyNode):
         depth_video: Input.Video | None = None,
         stereocrafter: ManagedPipeline | None = None,
         holes: str = "fill",
+        scenes: str = "",
     ) -> io.NodeOutput:
         source_video = video_file(video, video_path, "video")
         source = source_video.path
@@ -244,6 +253,7 @@ class ConvertVideoTo3D(io.ComfyNode):
             depth_trim=depth_source.trim if depth_source is not None else None,
             on_progress=on_progress,
             interrupt=model_management.throw_exception_if_processing_interrupted,
+            scenes=parse_cuts(scenes, "scenes"),
         )
         saved = ui.SavedResult(output.name, subfolder, io.FolderType.output)
         return io.NodeOutput(str(output), ui=ui.PreviewVideo([saved]))

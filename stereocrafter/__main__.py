@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .convert import OUTPUT_LAYOUTS, ConvertSettings, DepthStage, InpaintStage, PassStats, ProgressFn, convert_video
+from .encoders import PIX_FMTS
 from .model_files import ModelFilesError
 from .model_sources import (
     DEPTH_ANYTHING,
@@ -54,6 +55,7 @@ LAYOUT_ALIASES: dict[str, str] = {
     "cross-sbs": "cross-eyed full SBS",
     "cross-half-sbs": "cross-eyed half SBS",
     "anaglyph": "anaglyph",
+    "vr180": "vr180",
 }
 PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 #: Feed-forwards in row chunks: the same math, less GPU memory (as the VideoDepth node).
@@ -117,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "(PySceneDetect ContentDetector, default 27; lower finds more cuts)")  # fmt: skip
     group = parser.add_argument_group("stereo")
     group.add_argument("--layout", type=_layout, default="full SBS", help="sbs (default), half-sbs, tb, "
-                       "half-tb, cross-sbs, cross-half-sbs, anaglyph")  # fmt: skip
+                       "half-tb, cross-sbs, cross-half-sbs, anaglyph, vr180 (180° equirectangular SBS with "
+                       "spherical metadata, for headsets and YouTube)")  # fmt: skip
+    group.add_argument("--vr180-fov", type=float, default=90.0, help="vr180: the picture's horizontal field of "
+                       "view in degrees (default 90; larger = a bigger screen)")  # fmt: skip
     group.add_argument("--anaglyph-method", default="dubois", choices=["dubois", "color", "half-color", "gray"])
     group.add_argument("--max-disparity", type=float, default=20.0, help="largest shift (default 20)")
     group.add_argument("--disparity-unit", default="pixels", choices=["pixels", "percent"],
@@ -168,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("output")
     group.add_argument("--codec", default="h264", choices=["h264", "h265"])
     group.add_argument("--crf", type=int, default=18, help="quality, 0..51, lower is better (default 18)")
+    group.add_argument("--pix-fmt", choices=list(PIX_FMTS), help="encoder pixel format (default yuv420p; yuv444p "
+                       "for anaglyphs; 10-bit for 10-bit sources); 4:4:4 does not play on many TVs/phones")  # fmt: skip
+    group.add_argument("--hw-encode", default="auto", choices=["auto", "on", "off"], help="NVIDIA NVENC encoding: "
+                       "auto (default: when it works here, else x264/x265), on (required), off")  # fmt: skip
     group.add_argument(
         "--chunk-frames",
         type=int,
@@ -203,6 +212,9 @@ def _settings(args: argparse.Namespace) -> ConvertSettings:
         holes=args.holes,
         depth_normalization=args.depth_range,
         cut_threshold=args.cut_threshold,
+        pix_fmt=args.pix_fmt,
+        vr180_fov=args.vr180_fov,
+        hw_encode=args.hw_encode,
     )
 
 

@@ -41,11 +41,13 @@ import torch
 from .anaglyph import ANAGLYPH_METHODS, AnaglyphMethod, make_anaglyph
 from .depth_file import DepthFileWriter, read_depth_file
 from .disparity import DISPARITY_UNITS, depth_bounds
+from .encoders import HARDWARE_MODES, PIX_FMTS, Encoder, Hardware, choose_encoder
 from .hole_fill import fill_holes
 from .job_lock import JobLock
 from .packing import LAYOUT_SUFFIXES, LAYOUTS, RESIZE_FILTERS, Layout, ResizeFilter, pack_stereo
 from .scenes import check_cuts, detect_cuts, scenes_path, shot_segments, split_by_segments, write_scenes_file
 from .shot_depth import ShotRangeAccumulator, frame_ranges, normalize_per_frame
+from .spatial_media import inject_vr180, vr180_sbs
 from .stereo_warp import WarpSettings, depth_channels_mean, warp_to_right_eye
 from .video_io import (
     CODECS,
@@ -70,10 +72,10 @@ HoleMode = Literal["fill", "black"]
 HOLE_MODES: tuple[HoleMode, ...] = ("fill", "black")
 DepthNormalization = Literal["shot", "clip"]
 DEPTH_NORMALIZATIONS: tuple[DepthNormalization, ...] = ("shot", "clip")
-OutputLayout = Layout | Literal["anaglyph"]
-OUTPUT_LAYOUTS: tuple[OutputLayout, ...] = (*LAYOUTS, "anaglyph")
+OutputLayout = Layout | Literal["anaglyph", "vr180"]
+OUTPUT_LAYOUTS: tuple[OutputLayout, ...] = (*LAYOUTS, "anaglyph", "vr180")
 #: File-name suffixes for ``-o DIRECTORY``: the packing ones plus the anaglyph.
-OUTPUT_SUFFIXES: dict[OutputLayout, str] = {**LAYOUT_SUFFIXES, "anaglyph": "_anaglyph"}
+OUTPUT_SUFFIXES: dict[OutputLayout, str] = {**LAYOUT_SUFFIXES, "anaglyph": "_anaglyph", "vr180": "_180x180_LR"}
 PROGRESS_VERSION = 2
 #: Pixels per splat call: the PyTorch splat needs ~110 B of temporaries per pixel, so a whole 16-frame 720p chunk
 #: at once would cost ~1.6 GB of RAM on the CPU; 4 frames of 720p keep it under 0.5 GB at the same speed. Larger
@@ -154,6 +156,12 @@ class ConvertSettings:
     #: per-shot depth range restart at each.
     detect_cuts: bool = True
     cut_threshold: float = 27.0
+    #: Segment encoding (:mod:`.encoders`): NVENC "auto" / "on" / "off", the pixel format (None: 4:2:0, 4:4:4 for
+    #: anaglyphs, 10 bits for 10-bit sources).
+    hw_encode: Hardware = "auto"
+    pix_fmt: str | None = None
+    #: layout "vr180": the flat frame's horizontal field of view on the 180° canvas (:mod:`.spatial_media`).
+    vr180_fov: float = 90.0
     #: Without an inpainting stage: "fill" the holes from their background side (:mod:`.hole_fill`, no model) or
     #: leave them "black".
     holes: HoleMode = "fill"
@@ -167,6 +175,8 @@ class ConvertSettings:
             "disparity_unit": (self.warp.disparity_unit, DISPARITY_UNITS),
             "codec": (self.codec, tuple(CODECS)),
             "depth_normalization": (self.depth_normalization, DEPTH_NORMALIZATIONS),
+            "hw_encode": (self.hw_encode, HARDWARE_MODES),
+            "pix_fmt": (self.pix_fmt, (None, *PIX_FMTS)),
             "holes": (self.holes, HOLE_MODES),
         }
         for name, (value, allowed) in choices.items():
@@ -178,6 +188,8 @@ class ConvertSettings:
             raise ValueError(f"convergence must be within 0..1, got {self.warp.convergence}.")
         if self.chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {self.chunk_frames}.")
+        if not 1.0 <= self.vr180_fov <= 179.0:
+            raise ValueError(f"vr180_fov must be within 1..179 degrees, got {self.vr180_fov}.")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be within 0..51, got {self.crf}.")
         low, high = self.depth_percentiles
@@ -383,6 +395,8 @@ def compose(left: torch.Tensor, right: torch.Tensor, settings: ConvertSettings) 
     """The packed stereo frames [n, H', W', 3] float32 0..1 for the chosen layout."""
     if settings.layout == "anaglyph":
         return make_anaglyph(left, right, settings.anaglyph_method)
+    if settings.layout == "vr180":
+        return vr180_sbs(left, right, settings.vr180_fov)
     return pack_stereo(left, right, settings.layout, settings.resize_filter)
 
 
@@ -529,6 +543,8 @@ def convert_video(
     _check_sources(info, depth_path, depth_model, settings, depth_trim)
     output = resolve_output_path(input_path, output, settings.layout)
     output_format(output)
+    if settings.layout == "vr180" and output.suffix.lower() not in (".mp4", ".mov", ".m4v"):
+        raise ValueError(f"{output.name}: VR180 output needs .mp4 or .mov (its 180° metadata is written in MP4 boxes).")
     if output.resolve() in (input_path.resolve(), depth_path.resolve() if depth_path else None):
         raise ValueError(f"{output}: the output would overwrite an input.")
     work_dir, partial = work_paths(output)
@@ -546,6 +562,8 @@ def convert_video(
     trims = [None if t is None or t.is_whole else asdict(t) for t in (trim, depth_trim)]
     if any(trims):  # another part of the same files is another job
         job["trim"] = trims
+    # The encoder actually used: a resume elsewhere (no NVENC there) starts over instead of mixing encoders' segments.
+    job["encoder"] = asdict(segment_encoder(settings, info.bit_depth > 8))
     if scenes is not None:  # other cuts are another job
         job["scenes"] = check_cuts(scenes, info.frame_count, "scenes")
     if _finished_before(output, work_dir, job, overwrite):  # the whole job record is known from here on
@@ -594,6 +612,8 @@ def convert_video(
     segments = [(work_dir / chunk["file"], chunk["frames"]) for chunk in progress["chunks"]]
     with _disk_full_hint(partial):
         mux_segments(segments, info.fps, partial, output.suffix.lower(), info, {JOB_TAG_KEY: _job_tag(job)})
+        if settings.layout == "vr180":  # players see 180° 3D by the spherical metadata, not the pixels
+            inject_vr180(partial)
     os.replace(partial, output)
     if save_depth is not None and depth_model is not None:
         shutil.move(work_dir / DEPTH_FILE, save_depth)
@@ -840,6 +860,13 @@ def _take(pending: list[torch.Tensor], count: int) -> torch.Tensor:
     return torch.cat(taken)
 
 
+def segment_encoder(settings: ConvertSettings, ten_bit: bool) -> Encoder:
+    """The encoder of the job's segments (:func:`~.encoders.choose_encoder`, cached per process)."""
+    anaglyph = settings.layout == "anaglyph"
+    pix_fmt, hardware = settings.pix_fmt, settings.hw_encode
+    return choose_encoder(settings.codec, settings.crf, ten_bit, pix_fmt, hardware, anaglyph=anaglyph)
+
+
 def _write_segment(
     path: Path, left: torch.Tensor, right: torch.Tensor, info: VideoInfo, settings: ConvertSettings
 ) -> tuple[int, int]:
@@ -851,7 +878,9 @@ def _write_segment(
         packed = compose(left[start : start + COMPOSE_FRAMES], right[start : start + COMPOSE_FRAMES], settings)
         if writer is None:
             size = (packed.shape[1], packed.shape[2])
-            writer = SegmentWriter(tmp, size[1], size[0], info.fps, settings.codec, settings.crf, info.bit_depth > 8)
+            ten_bit = info.bit_depth > 8
+            encoder = segment_encoder(settings, ten_bit)
+            writer = SegmentWriter(tmp, size[1], size[0], info.fps, settings.codec, settings.crf, ten_bit, encoder)
         writer.write(packed)
     writer.close()
     os.replace(tmp, path)

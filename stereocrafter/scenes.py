@@ -168,6 +168,23 @@ def read_scenes_file(path: Path | str) -> list[int]:
         ) from exc
 
 
+def parse_cuts(text: str, source: str = "scenes") -> list[int] | None:
+    """Cuts typed as text (a node input): frame numbers separated by commas or spaces → sorted cuts; ``""`` → None
+    (detect them); ``"none"`` → [] (one shot)."""
+    text = text.strip()
+    if not text:
+        return None
+    if text.lower() == "none":
+        return []
+    try:
+        return sorted({int(token) for token in re.split(r"[,;\s]+", text) if token})
+    except ValueError as exc:
+        raise ValueError(
+            f"{source}: expected frame numbers separated by commas (the first frame of each new shot, e.g. "
+            f"'120, 348'), empty to find the cuts automatically or 'none' for one shot; got {text!r}."
+        ) from exc
+
+
 def split_by_segments(chunks: Iterable[torch.Tensor], segments: Sequence[Segment]) -> Iterator[Iterator[torch.Tensor]]:
     """Re-cut a stream of [n, ...] chunks into one sub-stream per segment (consecutive, from frame 0), lazily:
     only the chunk being split is held. Consume each sub-stream before taking the next."""

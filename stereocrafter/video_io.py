@@ -18,11 +18,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import av
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from .encoders import Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -292,21 +295,24 @@ class SegmentWriter:
     """
 
     def __init__(
-        self, path: Path, width: int, height: int, fps: Fraction, codec: Codec, crf: int, ten_bit: bool
-    ) -> None:
+        self, path: Path, width: int, height: int, fps: Fraction, codec: Codec, crf: int, ten_bit: bool,
+        encoder: Encoder | None = None,
+    ) -> None:  # fmt: skip
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {tuple(CODECS)}, got {codec!r}.")
         self.path = path
         self.ten_bit = ten_bit
         self.container = av.open(str(path), "w", format="mp4")
-        self.stream = self.container.add_stream(CODECS[codec], rate=fps)
+        # ``encoder`` (:func:`~.encoders.choose_encoder`): NVENC or another pixel format; else x264/x265 4:2:0.
+        name = encoder.name if encoder is not None else CODECS[codec]
+        self.stream = self.container.add_stream(name, rate=fps)
         self.stream.height, self.stream.width = even_size(height, width)
-        self.stream.pix_fmt = "yuv420p10le" if ten_bit else "yuv420p"
+        self.stream.pix_fmt = encoder.pix_fmt if encoder is not None else "yuv420p10le" if ten_bit else "yuv420p"
         options = {"crf": str(crf)}
         if codec == "h265":
             options["x265-params"] = "log-level=error"
             self.stream.codec_tag = "hvc1"  # the tag Apple players require for HEVC in MP4
-        self.stream.options = options
+        self.stream.options = dict(encoder.options) if encoder is not None else options
         self.frames_written = 0
 
     def write(self, frames: torch.Tensor) -> None:

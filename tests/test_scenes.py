@@ -13,6 +13,7 @@ import torch
 from stereocrafter.depth_pipeline import plan_windows
 from stereocrafter.scenes import (
     detect_cuts,
+    parse_cuts,
     read_scenes_file,
     shot_segments,
     shot_windows,
@@ -129,3 +130,11 @@ def test_no_inpaint_chunk_crosses_a_cut_and_shots_start_without_feedback(cuts):
     assert chunks[-1].stop == 120
     if not cuts:
         assert chunks == plan_chunks(120, 23, 3)
+
+
+def test_parse_cuts_from_a_node_input():
+    assert parse_cuts("") is None and parse_cuts("  ") is None
+    assert parse_cuts("none") == [] and parse_cuts("None") == []
+    assert parse_cuts("348, 120 ;7") == [7, 120, 348]
+    with pytest.raises(ValueError, match="scenes: expected frame numbers"):
+        parse_cuts("12, 1:05")
