@@ -20,7 +20,14 @@ StereoCrafter inpainting chunks), measuring the streaming's own RAM rather than 
 
 Usage (from the repository root; CPU is enough):
     python bench/long_video.py [--frames 300,1000,3000] [--work DIR] [--keep] [--mode depth-video|tiny-models]
-            [--chunk-frames N] [--size WxH] [--device cpu|cuda]
+            [--chunk-frames N] [--size WxH] [--device cpu|cuda] [--shots K] [--hw-encode auto,off]
+
+``--shots K`` makes each clip a film of K shots of equal length (the pattern's colours permuted or inverted and its
+motion changed at every cut, the depth range changed too): the converter's shot detection must find every cut
+within one frame (read back from the ``.scenes.json`` it writes next to the output; DepthCrafter windows and
+inpainting chunks are planned per shot, tests/test_scenes.py checks that none crosses a cut).
+``--hw-encode auto,off`` runs each clip once per encoder mode and reports the time per frame of each (NVENC needs an
+NVIDIA GPU: on the CPU, auto falls back to libx264 and both rows measure x264).
 
 ``--work`` defaults to a fresh temporary directory, removed at the end unless ``--keep``; with ``--keep`` a rerun
 with the same ``--work`` reuses the clips already there (they are checked by frame count).
@@ -48,6 +55,23 @@ MIB = 1024**2
 LIMIT_BYTES = 4 * 10**9
 GROWTH_LIMIT = 1.10
 PERIOD = 160  # the source pattern repeats every 160 px, so a moving frame is a slice of one fixed canvas
+SHOTS = 1  # --shots: shots of equal length per clip
+
+
+def shot_of(index: int, frames: int) -> int:
+    """The shot of frame ``index`` in a ``frames``-frame clip of SHOTS equal shots."""
+    return min(index * SHOTS // frames, SHOTS - 1)
+
+
+def true_cuts(frames: int) -> list[int]:
+    """First frames of shots 1.. (the inverse of :func:`shot_of`)."""
+    return [next(i for i in range(frames) if shot_of(i, frames) == k) for k in range(1, SHOTS)]
+
+
+def _shot_look(canvas: np.ndarray, shot: int) -> np.ndarray:
+    """Shot ``shot``'s variant of the canvas: channels rotated, every other triple inverted (a hard cut each time)."""
+    look = np.roll(canvas, shot % 3, axis=-1)
+    return 255 - look if (shot // 3) % 2 else look
 
 
 @dataclass(frozen=True)
@@ -100,7 +124,8 @@ def _write_audio_until(out_stream, written: int, until: int, container) -> int:
 def write_source(path: Path, frames: int) -> None:
     """Encode ``frames`` frames of the moving pattern (H.264, CRF 20, veryfast) with a stereo AAC tone track,
     one frame at a time, audio interleaved with the video as it goes."""
-    canvas = _source_canvas()
+    base = _source_canvas()
+    looks = {}
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=FPS)
         video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
@@ -109,7 +134,10 @@ def write_source(path: Path, frames: int) -> None:
         audio.layout = "stereo"
         written = 0
         for index in range(frames):
-            dx, dy = (4 * index) % PERIOD, (2 * index) % PERIOD
+            shot = shot_of(index, frames)
+            canvas = looks.setdefault(shot, _shot_look(base, shot))
+            speed = 4 if shot % 2 == 0 else -3  # the motion changes at a cut too
+            dx, dy = (speed * index) % PERIOD, (2 * index) % PERIOD
             image = np.ascontiguousarray(canvas[dy : dy + HEIGHT, dx : dx + WIDTH])
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = index
@@ -132,7 +160,8 @@ def write_depth(path: Path, frames: int) -> None:
         video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         video.options = {"crf": "18", "preset": "ultrafast"}
         for index in range(frames):
-            image = ramp.astype(np.uint8)
+            shot = shot_of(index, frames)
+            image = (ramp * (0.5 + 0.5 * ((shot % 4) + 1) / 4)).astype(np.uint8)  # each shot its own depth range
             cx = radius + int((WIDTH - 2 * radius - 1) * index / max(frames - 1, 1))
             cy = HEIGHT // 2 + int(HEIGHT / 5 * np.sin(2 * np.pi * index / 150))
             patch = image[cy - radius : cy + radius + 1, cx - radius : cx + radius + 1]
@@ -262,6 +291,20 @@ def check_output(output: Path, frames: int) -> None:
         )
 
 
+def check_cuts(output: Path, frames: int) -> str:
+    """Compare the cuts the converter wrote next to ``output`` with the true ones; RuntimeError when one is missed,
+    off by more than a frame, or extra."""
+    import json
+
+    found = json.loads(output.with_name(output.stem + ".scenes.json").read_text())["cuts"]
+    truth = true_cuts(frames)
+    matched = len(found) == len(truth) and all(abs(a - b) <= 1 for a, b in zip(found, truth, strict=True))
+    if not matched:
+        raise RuntimeError(f"{output.name}: cuts found {found}, true cuts {truth}.")
+    exact = sum(a == b for a, b in zip(found, truth, strict=True))
+    return f"{len(truth)} cuts found ({exact} at the exact frame)"
+
+
 def report(results: list[Result]) -> tuple[str, bool]:
     """The markdown table and pass/fail lines, and whether everything passed."""
     base = next((r for r in results if r.frames == min(x.frames for x in results)), None)
@@ -305,7 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-frames", type=int, help="passed on to the converter (default: its own)")
     parser.add_argument("--size", default="1280x720", help="clip size WxH (default 1280x720)")
     parser.add_argument("--device", default="cpu", help="the converter's --device (default cpu)")
+    parser.add_argument("--shots", type=int, default=1, help="shots per clip (default 1; a film: 20)")
+    parser.add_argument("--hw-encode", default="", help="comma-separated --hw-encode modes to run each clip with "
+                        "(e.g. auto,off); default: the converter's own")  # fmt: skip
     args = parser.parse_args(argv)
+    global SHOTS
+    SHOTS = args.shots
+    encoders = [mode for mode in args.hw_encode.split(",") if mode] or [""]
     WIDTH, HEIGHT = (int(v) for v in args.size.split("x"))
     counts = sorted({int(n) for n in args.frames.split(",")})
     if args.work is not None:
@@ -317,15 +366,18 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     started = time.perf_counter()
     try:
-        for frames in counts:
+        for frames, encoder in [(n, e) for n in counts for e in encoders]:
             clip = make_clip(work, frames, args.mode)
-            output = work / f"out_{frames}.mp4"
-            extra = mode_args(args.mode, clip, work) + extra_common
-            result = run_conversion(clip, output, extra, work / f"log_{frames}.txt", args.device)
+            output = work / f"out_{frames}{'_' + encoder if encoder else ''}.mp4"
+            extra = mode_args(args.mode, clip, work) + extra_common + (["--hw-encode", encoder] if encoder else [])
+            result = run_conversion(clip, output, extra, work / f"log_{output.stem}.txt", args.device)
             check_output(output, frames)
+            cuts = check_cuts(output, frames) if SHOTS > 1 else "one shot"
             results.append(result)
             print(
-                f"{frames} frames: {result.seconds:.1f} s, peak RSS {result.peak_rss / MIB:.0f} MiB (output checked)",
+                f"{frames} frames{' hw-encode ' + encoder if encoder else ''}: {result.seconds:.1f} s "
+                f"({result.seconds / frames * 1000:.1f} ms/frame), peak RSS {result.peak_rss / MIB:.0f} MiB "
+                f"(output checked, {cuts})",
                 flush=True,
             )
             if not args.keep:
