@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import comfy.model_management as model_management
 import folder_paths
 
 from ..stereocrafter.model_sources import DEPTHCRAFTER, STEREOCRAFTER, ModelSource, find_model_dirs
@@ -50,6 +51,7 @@ def list_model_dirs(source: ModelSource) -> list[str]:
 
 def resolve_model_dirs(wanted: list[tuple[ModelSource, str]], download: bool) -> list[Path]:
     """The folders for (source, name) pairs in ComfyUI's folders; missing ones are downloaded first when
-    ``download`` is on, else one error names all of them."""
+    ``download`` is on (Cancel stops waiting for a download), else one error names all of them."""
     lookups = [(source, _search_paths(source), name) for source, name in wanted]
-    return find_model_dirs(lookups, download, download_hint="turn on download_missing")
+    interrupt = model_management.throw_exception_if_processing_interrupted
+    return find_model_dirs(lookups, download, download_hint="turn on download_missing", interrupt=interrupt)

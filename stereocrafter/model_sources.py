@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +111,18 @@ class MissingModelsError(FileNotFoundError):
     its Hugging Face repository and how to fetch it."""
 
 
+class HubUnreachableError(MissingModelsError):
+    """A download was asked for but the hub does not answer; one line naming the hub and where to put the files."""
+
+
+#: Seconds a download waits for the hub to answer one request (``HF_HUB_ETAG_TIMEOUT`` overrides it, as it does
+#: huggingface_hub's own metadata requests); a stall during a file's transfer is bounded by huggingface_hub's
+#: ``HF_HUB_DOWNLOAD_TIMEOUT`` (10 s by default).
+HUB_TIMEOUT_S = 10.0
+#: How often a download in progress checks for a cancel (ComfyUI's interrupt).
+CANCEL_POLL_S = 0.25
+
+
 def _existing_dir(source: ModelSource, roots: Sequence[Path], name: str) -> Path | None:
     if Path(name).is_absolute() and Path(name).is_dir():
         return Path(name)
@@ -134,9 +147,11 @@ def find_model_dirs(
     wanted: Sequence[tuple[ModelSource, Sequence[Path], str | None]],
     download: bool = False,
     download_hint: str = "allow the download of missing weights",
+    interrupt: Callable[[], None] | None = None,
 ) -> list[Path]:
     """:func:`find_model_dir` for each (source, roots, name), in order. Without ``download`` every missing folder is
-    checked first and named in one :class:`MissingModelsError`; with it the missing ones are downloaded."""
+    checked first and named in one :class:`MissingModelsError`; with it the missing ones are downloaded (see
+    :func:`download_model`; ``interrupt`` may raise to cancel a download)."""
     found = [_existing_dir(source, roots, name or source.default_name) for source, roots, name in wanted]
     missing = [
         _not_found(source, roots, name or source.default_name)
@@ -151,7 +166,7 @@ def find_model_dirs(
             f"{len(missing)} model folders are missing:{listed}\nOr {download_hint} to fetch them."
         )
     return [
-        path if path is not None else download_model(source, Path(roots[0]) / (name or source.default_name))
+        path if path is not None else download_model(source, Path(roots[0]) / (name or source.default_name), interrupt)
         for (source, roots, name), path in zip(wanted, found, strict=True)
     ]
 
@@ -172,17 +187,120 @@ def find_model_dir(
     return find_model_dirs([(source, roots, name)], download, download_hint)[0]
 
 
-def download_model(source: ModelSource, target: Path) -> Path:
-    """Fetch ``source`` into ``target`` with huggingface_hub at its pinned revision."""
+def hub_endpoint() -> str:
+    """The hub huggingface_hub talks to (``HF_ENDPOINT``, default https://huggingface.co)."""
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.ENDPOINT).rstrip("/")
+    except ImportError:
+        return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def _hub_timeout() -> float:
+    try:
+        return max(float(os.environ.get("HF_HUB_ETAG_TIMEOUT", HUB_TIMEOUT_S)), 0.1)
+    except ValueError:
+        return HUB_TIMEOUT_S
+
+
+def _by_hand(source: ModelSource, target: Path) -> str:
+    return (
+        f"put the {source.repo_id} files ({', '.join(source.allow_patterns)}) into {target} by hand (e.g. `hf download "
+        f"{source.repo_id} --local-dir {target}` on a machine with a network; the README's Models section lists the "
+        "exact commands), or retry when the hub is reachable"
+    )
+
+
+def check_hub_reachable(source: ModelSource, target: Path) -> None:
+    """A :class:`HubUnreachableError` within about ``HF_HUB_ETAG_TIMEOUT`` seconds (default 10) when the hub refuses
+    the connection, cannot be resolved, or accepts and never answers; offline mode (``HF_HUB_OFFLINE``) too.
+
+    huggingface_hub's own repository listing has no timeout (it waits for ever on a hub that never answers), so one
+    bounded request to the repository's API page comes first. Any HTTP answer (even 401 for a gated repository
+    without a login) means the hub is there."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session  # the session the download uses: same proxies and certificates
+
+    endpoint = hub_endpoint()
+    if constants.HF_HUB_OFFLINE:  # read from the environment when huggingface_hub was imported
+        raise HubUnreachableError(
+            f"cannot download {source.repo_id}: HF_HUB_OFFLINE is set (offline mode); unset it, or "
+            f"{_by_hand(source, target)}."
+        )
+    url = f"{endpoint}/api/models/{source.repo_id}/revision/{source.revision}"
+    try:
+        get_session().head(url, timeout=_hub_timeout())  # any status is an answer
+    except Exception as exc:
+        if not _network_failure(exc):
+            raise
+        names = {cls.__name__ for cls in type(exc).__mro__}
+        timed_out = bool(names & {"TimeoutException", "Timeout", "TimeoutError", "ReadTimeout"})
+        reason = f"no answer within {_hub_timeout():g} s" if timed_out else f"{type(exc).__name__}: {exc}"
+        raise HubUnreachableError(
+            f"cannot reach the Hugging Face hub at {endpoint} ({reason}) to download {source.repo_id}: "
+            f"{_by_hand(source, target)}."
+        ) from None
+
+
+def _run_cancellable(work: Callable[[], object], interrupt: Callable[[], None] | None) -> None:
+    """Run ``work`` in a worker thread while this one calls ``interrupt`` every :data:`CANCEL_POLL_S` seconds (it
+    raises to cancel: the wait ends at once; the worker stops at its next network timeout or when done)."""
+    if interrupt is None:
+        work()
+        return
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="sc3d-download", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        interrupt()
+        worker.join(CANCEL_POLL_S)
+    if failure:
+        raise failure[0]
+
+
+def _network_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the network failing (httpx, requests or socket errors, or huggingface_hub's "cannot find
+    the files on the hub" after one), as opposed to a bug or a local disk error."""
+    if isinstance(exc, MissingModelsError | PermissionError | FileNotFoundError | IsADirectoryError):
+        return False
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "TimeoutException", "TransportError"}:
+        return True
+    package = type(exc).__module__.split(".")[0]
+    return package in ("httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3") or (
+        isinstance(exc, OSError) and exc.errno not in (28, 30)  # disk full, read-only: not the network
+    )
+
+
+def download_model(source: ModelSource, target: Path, interrupt: Callable[[], None] | None = None) -> Path:
+    """Fetch ``source`` into ``target`` with huggingface_hub at its pinned revision; a hub that cannot be reached is
+    a :class:`HubUnreachableError` within seconds. ``interrupt`` (ComfyUI's cancel check) is called while the files
+    download and may raise to stop waiting."""
     try:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
     except ImportError as exc:
         raise RuntimeError("downloading weights needs huggingface_hub: pip install huggingface_hub") from exc
+    check_hub_reachable(source, target)
     logger.info("Downloading %s@%s to %s", source.repo_id, source.revision, target)
     try:
-        snapshot_download(
-            source.repo_id, revision=source.revision, local_dir=target, allow_patterns=list(source.allow_patterns)
+        _run_cancellable(
+            lambda: snapshot_download(
+                source.repo_id,
+                revision=source.revision,
+                local_dir=target,
+                allow_patterns=list(source.allow_patterns),
+                etag_timeout=_hub_timeout(),
+            ),
+            interrupt,
         )
     except (GatedRepoError, RepositoryNotFoundError) as exc:
         if source.gated:
@@ -191,4 +309,11 @@ def download_model(source: ModelSource, target: Path) -> Path:
                 "`huggingface-cli login` (or set HF_TOKEN) on this machine and try again."
             ) from exc
         raise
+    except Exception as exc:
+        if not _network_failure(exc):
+            raise
+        raise HubUnreachableError(
+            f"the download of {source.repo_id} from {hub_endpoint()} failed ({type(exc).__name__}: {exc}): "
+            f"{_by_hand(source, target)}."
+        ) from exc
     return target

@@ -52,7 +52,7 @@ def test_download_fetches_only_the_missing(tmp_path: Path, monkeypatch: pytest.M
     (tmp_path / "diffusers" / SVD.default_name / "model_index.json").write_text("{}")
     fetched = []
     monkeypatch.setattr(
-        "stereocrafter.model_sources.download_model", lambda source, target: fetched.append(source) or target
+        "stereocrafter.model_sources.download_model", lambda source, target, *_: fetched.append(source) or target
     )
     paths = find_model_dirs(_roots(tmp_path, SVD, DEPTHCRAFTER), download=True)
     assert fetched == [DEPTHCRAFTER]
