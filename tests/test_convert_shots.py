@@ -141,3 +141,40 @@ def test_depthcrafter_and_inpainting_restart_at_a_cut(models, source, tmp_path, 
     stored = torch.cat(list(read_depth_file(depth_out, 64)))
     assert (stored[8:] - alone).abs().max() <= 0.5 / 65535 + 1e-6
     assert INPAINT.chunk_frames < 12  # so that shot 2 has chunks of its own
+
+
+@needs_clip
+def test_missing_detector_converts_as_one_shot(film, tmp_path, monkeypatch, caplog):
+    def missing(*args, **kwargs):
+        raise ImportError("shot detection needs PySceneDetect (No module named 'cv2')")
+
+    monkeypatch.setattr(convert_module, "detect_cuts", missing)
+    video, depth = film
+    output = convert_video(video, tmp_path / "out.mp4", depth, ConvertSettings(chunk_frames=16))
+    assert json.loads(scenes_path(output).read_text())["cuts"] == []
+    assert "converting as one shot" in caplog.text
+
+
+def test_resume_with_cuts_and_inpainting_is_the_uninterrupted_run(models, source, tmp_path, monkeypatch,  # noqa: F811
+                                                                   one_torch_thread):  # fmt: skip
+    """Killed after the second segment with a cut at 9: the resumed run uses the saved cuts and inpainting state and
+    encodes the same frames as one run."""
+    from test_convert_models import _record_segments
+
+    depth_stage, inpaint_stage = _stages(models)
+    output = tmp_path / "out.mp4"
+    packed = _record_segments(monkeypatch)
+
+    def kill_after_second(index: int, done: int) -> None:
+        if index == 1:
+            raise Interrupt
+
+    run = {"depth_model": depth_stage, "inpaint": inpaint_stage, "scenes": [9]}
+    with pytest.raises(Interrupt):
+        convert_video(source, output, None, SETTINGS, on_chunk_done=kill_after_second, **run)
+    assert json.loads((work_paths(output)[0] / "progress.json").read_text())["cuts"] == [9]
+    convert_video(source, output, None, SETTINGS, **run)
+    resumed = torch.cat(packed)
+    packed.clear()
+    convert_video(source, tmp_path / "fresh.mp4", None, SETTINGS, **run)
+    assert torch.equal(resumed, torch.cat(packed))
