@@ -40,7 +40,7 @@ import torch
 
 from .anaglyph import ANAGLYPH_METHODS, AnaglyphMethod, make_anaglyph
 from .depth_file import DepthFileWriter, read_depth_file
-from .disparity import DISPARITY_UNITS, check_disparity_fits, depth_bounds
+from .disparity import DISPARITY_UNITS, depth_bounds
 from .encoders import HARDWARE_MODES, PIX_FMTS, Encoder, Hardware, choose_encoder
 from .hole_fill import fill_holes
 from .job_lock import JobLock
@@ -182,8 +182,8 @@ class ConvertSettings:
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
-        if not 0 <= self.warp.max_disparity < float("inf"):
-            raise ValueError(f"max_disparity must be a finite number >= 0, got {self.warp.max_disparity}.")
+        if not self.warp.max_disparity >= 0:
+            raise ValueError(f"max_disparity must be >= 0, got {self.warp.max_disparity}.")
         if not 0.0 <= self.warp.convergence <= 1.0:
             raise ValueError(f"convergence must be within 0..1, got {self.warp.convergence}.")
         if self.chunk_frames < 1:
@@ -545,7 +545,6 @@ def convert_video(
     depth_path = Path(depth) if depth is not None else None
     info = probe_video(input_path, trim)
     _check_sources(info, depth_path, depth_model, settings, depth_trim)
-    check_disparity_fits(settings.warp.max_disparity, settings.warp.disparity_unit, info.width)
     output = resolve_output_path(input_path, output, settings.layout)
     output_format(output)
     if settings.layout == "vr180" and output.suffix.lower() not in (".mp4", ".mov", ".m4v"):
