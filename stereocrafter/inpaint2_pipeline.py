@@ -1,0 +1,697 @@
+"""StereoCrafter2's stereo video inpainting (stage 2 of v2): a fine-tuned Wan2.1-VACE-14B transformer fills the
+disocclusion holes of a warped right view.
+
+Reference numerics (StereoCrafter2's ``inpainting_inference.py``), step by step:
+
+1. holes filled with grey: ``frames · (1 − mask) + 0.5 · mask`` (soft mask, fp32), then the clip padded bottom/right
+   (frames replicate, mask zeros) to the size the spatial tiles cover exactly (tile sides multiples of 16 px);
+2. temporal chunks of 81 frames, 10 overlapping, the last one pulled back to end at the clip's end, each cut to
+   ``1 + 4k`` frames (the VAE's temporal stride); the overlap's input frames are replaced by the outputs already made;
+3. per chunk, ``tile_num × tile_num`` tiles (128 px overlap), each denoised on its own:
+   video → [-1, 1], mask round-tripped through [-1, 1]; binary mask (> 0.5) splits the video into ``inactive`` =
+   video · (1 − m) and ``reactive`` = video · m; both VAE-encoded (posterior mode) and normalised
+   ``(z − latents_mean) / latents_std``; the soft mask packed 8×8 → 64 channels on the latent grid, latent frames
+   picked by nearest-exact; control = [inactive 16, reactive 16, mask 64] = 96 channels;
+4. flow matching, 10 Euler steps, sigmas ``linspace(1, 0, steps + 1)[:-1]`` shifted by 5 (``5σ / (1 + 4σ)``),
+   timestep = 1000σ (cast to bf16), ``x ← x + v · (σ_next − σ)`` in bf16, noise ``randn`` in bf16 per tile;
+   the empty prompt through UMT5 (226 tokens, zeros after the first), no guidance (one transformer call per step);
+5. tiles blended on the final latents (linear ramps over the overlap, raster order, in place), the chunk decoded at
+   once (latents de-normalised), ``x / 2 + 0.5`` clamped; everything bf16.
+
+Improvements, each a switch (:meth:`Inpaint2Settings.reference` turns them off): the warped pixels kept outside the
+holes (``composite``, also fed back as the next chunk's overlap), and short clips padded to ``1 + 4k`` frames by
+repeating the last frame (``temporal_fit='pad'``) instead of dropping their last frames (the reference returns
+fewer frames than it was given when a clip shorter than a chunk is not ``1 + 4k`` long; ``crop`` keeps the warped
+input there). The empty-prompt embedding is computed once at load (optionally cached on disk); the text encoder is
+freed before the transformer runs.
+
+:class:`Inpaint2Stream` takes a clip of known length in pushes of any size; :meth:`StereoCrafter2Pipeline.__call__`
+pushes the whole clip through one.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from .inpaint_pipeline import binarize_mask, check_inputs, composite, composite_alpha
+
+logger = logging.getLogger(__name__)
+
+TemporalFit = Literal["pad", "crop"]
+BASE_REPO = "Wan-AI/Wan2.1-VACE-14B-diffusers"
+TRANSFORMER_REPO = "TencentARC/StereoCrafter2"
+PROMPT_MAX_TOKENS = 226  # the reference's max_sequence_length
+TIMESTEP_SCALE = 1000.0  # num_train_timesteps: timestep = 1000 σ
+GREY = 0.5  # what the reference paints into the holes before encoding
+
+
+@dataclass(frozen=True)
+class Inpaint2Settings:
+    """Every knob of :class:`StereoCrafter2Pipeline`; the defaults are ours, :meth:`reference` gives the reference's.
+
+    Attributes:
+        steps: Euler steps (reference 10).
+        shift: flow-matching sigma shift (reference 5).
+        chunk_frames: frames per temporal chunk, ``1 + 4k`` (reference 81).
+        chunk_overlap: frames of a chunk taken from the previous chunk's output (reference 10).
+        tiles: spatial tiles per axis (rows, cols) (reference n × n, ``tile_num`` 2); an axis too small for its
+            count at ``tile_overlap_px`` gets fewer tiles.
+        tile_overlap_px: tile overlap in px, a multiple of 8 (reference 128).
+        temporal_fit: ``pad`` (ours: a chunk shorter than ``1 + 4k`` is padded by repeating its last frame) or
+            ``crop`` (reference: cut to ``1 + 4k``; frames no chunk covers keep the warped input).
+        composite: keep the warped pixels outside a dilated, feathered hole mask (bit-identical there), and feed the
+            composited frames back as the next chunk's overlap.
+        composite_dilate_px, composite_feather_px: growth of the hole mask, then the width of its soft edge.
+    """
+
+    steps: int = 10
+    shift: float = 5.0
+    chunk_frames: int = 81
+    chunk_overlap: int = 10
+    tiles: tuple[int, int] = (2, 2)
+    tile_overlap_px: int = 128
+    temporal_fit: TemporalFit = "pad"
+    composite: bool = True
+    composite_dilate_px: int = 3
+    composite_feather_px: int = 3
+
+    @classmethod
+    def reference(cls, tile_num: int = 2, **overrides: Any) -> Inpaint2Settings:
+        """The reference's behaviour (``--tile_num tile_num``): no composite, chunks cut to ``1 + 4k``."""
+        return replace(cls(tiles=(tile_num, tile_num), temporal_fit="crop", composite=False), **overrides)
+
+    def validate(self, temporal_stride: int = 4) -> None:
+        """Raise a ValueError for out-of-range settings."""
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}.")
+        if self.shift <= 0:
+            raise ValueError(f"shift must be > 0, got {self.shift}.")
+        if self.chunk_frames < 1 or (self.chunk_frames - 1) % temporal_stride:
+            raise ValueError(
+                f"chunk_frames must be 1 + {temporal_stride}k (the VAE's temporal stride), got {self.chunk_frames}; "
+                f"for example {(self.chunk_frames - 1) // temporal_stride * temporal_stride + 1}."
+            )
+        if not 0 <= self.chunk_overlap < self.chunk_frames:
+            raise ValueError(f"chunk_overlap must be in [0, chunk_frames), got {self.chunk_overlap}.")
+        if len(self.tiles) != 2 or min(self.tiles) < 1:
+            raise ValueError(f"tiles must be (rows, cols) >= 1, got {self.tiles}.")
+        if self.tile_overlap_px < 0 or self.tile_overlap_px % 8:
+            raise ValueError(f"tile_overlap_px must be a multiple of 8 >= 0, got {self.tile_overlap_px}.")
+        if self.temporal_fit not in ("pad", "crop"):
+            raise ValueError(f"temporal_fit must be 'pad' or 'crop', got {self.temporal_fit!r}.")
+        if self.composite_dilate_px < 0 or self.composite_feather_px < 0:
+            raise ValueError("composite_dilate_px and composite_feather_px must be >= 0.")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Planning: temporal chunks and spatial tiles
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk2:
+    """One temporal chunk: input frames [start, end) (+ ``pad`` repeats of the last one, so the chunk is
+    ``1 + 4k`` long), outputs kept for [new_from, end); frames [start, new_from) come from earlier outputs."""
+
+    start: int
+    end: int
+    new_from: int
+    pad: int = 0
+
+    @property
+    def length(self) -> int:
+        """Frames the transformer sees (a multiple of the stride plus one)."""
+        return self.end - self.start + self.pad
+
+
+def plan_chunks2(
+    num_frames: int, chunk_frames: int, overlap: int, stride: int = 4, fit: TemporalFit = "pad"
+) -> list[Chunk2]:
+    """The reference's chunk walk: the first chunk at 0, each next one ``overlap`` frames before the covered end,
+    pulled back so it ends at the clip's end when it would run past it; lengths ``1 + stride·k``.
+
+    ``fit='pad'`` pads a short chunk up to ``1 + stride·k``: every frame is produced exactly once. ``fit='crop'``
+    cuts it down, as the reference: with a clip shorter than ``chunk_frames`` and not ``1 + stride·k`` long the
+    last frames are then covered by no chunk (the plan ends before ``num_frames``)."""
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}.")
+
+    def cut(start: int, covered: int) -> Chunk2 | None:
+        size = min(chunk_frames, num_frames - start)
+        if fit == "pad":
+            end, pad = start + size, (-(size - 1)) % stride
+        else:
+            end, pad = start + (size - 1) // stride * stride + 1, 0
+        return Chunk2(start, end, covered, pad) if end > covered else None
+
+    chunks = [cut(0, 0)]
+    while chunks[-1] is not None and chunks[-1].end < num_frames:
+        start = chunks[-1].end - overlap
+        if start + chunk_frames > num_frames:
+            start = max(0, num_frames - chunk_frames)
+        chunks.append(cut(start, chunks[-1].end))
+    return [c for c in chunks if c is not None]
+
+
+@dataclass(frozen=True)
+class TileAxis:
+    """Tiles along one axis: ``count`` tiles of ``size`` px, ``stride`` apart, covering ``padded`` px exactly."""
+
+    count: int
+    size: int
+    stride: int
+
+    @property
+    def padded(self) -> int:
+        return self.stride * (self.count - 1) + self.size
+
+    @property
+    def starts(self) -> list[int]:
+        return [i * self.stride for i in range(self.count)]
+
+
+def plan_tile_axis(length: int, count: int, overlap: int, base: int = 16) -> TileAxis:
+    """The reference's tile size: ``ceil((length + overlap·(count−1)) / count)`` rounded up to ``base`` px; the frame
+    is padded to what the tiles then cover. Fewer tiles where the tile would not exceed the overlap."""
+    while True:
+        size = -(-(length + overlap * (count - 1)) // count)
+        size = -(-size // base) * base
+        if count == 1 or size > overlap:
+            return TileAxis(count, size, size - overlap)
+        logger.info(
+            "A %d px axis is too short for %d tiles overlapping %d px: using %d.", length, count, overlap, count - 1
+        )
+        count -= 1
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Numerics
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def flow_sigmas(steps: int, shift: float) -> torch.Tensor:
+    """Shifted flow-matching sigmas, fp32 [steps]: ``shift·σ / (1 + (shift−1)·σ)``, σ = ``linspace(1, 0, n+1)[:-1]``."""
+    sigmas = torch.linspace(1.0, 0.0, steps + 1)[:-1]
+    return shift * sigmas / (1 + (shift - 1) * sigmas)
+
+
+def pack_mask(mask: torch.Tensor, latent_frames: int, spatial: int = 8) -> torch.Tensor:
+    """VACE's mask on the latent grid: every ``spatial × spatial`` pixel block becomes 64 channels (row offset major),
+    latent frames picked by nearest-exact. [B, F, H, W] → [B, spatial², latent_frames, H/spatial, W/spatial]."""
+    b, f, h, w = mask.shape
+    blocks = mask.reshape(b, f, h // spatial, spatial, w // spatial, spatial).permute(0, 3, 5, 1, 2, 4)
+    blocks = blocks.reshape(b, spatial * spatial, f, h // spatial, w // spatial)
+    return F.interpolate(blocks, size=(latent_frames, h // spatial, w // spatial), mode="nearest-exact")
+
+
+def blend_tile_latents(
+    tiles: list[list[torch.Tensor]], rows: TileAxis, cols: TileAxis, spatial: int = 8
+) -> torch.Tensor:
+    """Tiles' latents [B, C, f, th, tw] (rows × cols, raster) → one latent frame. Each tile's leading overlap is
+    ramped linearly (weights k / overlap) from its upper, then its left neighbour (both already blended), in place;
+    every tile then keeps its first ``stride`` cells but the last, which keeps all."""
+    ov_h, ov_w = (rows.size - rows.stride) // spatial, (cols.size - cols.stride) // spatial
+    for i, row in enumerate(tiles):
+        for j, tile in enumerate(row):
+            if i > 0 and ov_h:
+                w = (torch.arange(ov_h) / ov_h).to(tile.device, tile.dtype).view(-1, 1)
+                tile[..., :ov_h, :] = (1 - w) * tiles[i - 1][j][..., -ov_h:, :] + w * tile[..., :ov_h, :]
+            if j > 0 and ov_w:
+                w = (torch.arange(ov_w) / ov_w).to(tile.device, tile.dtype)
+                tile[..., :ov_w] = (1 - w) * row[j - 1][..., -ov_w:] + w * tile[..., :ov_w]
+    keep_h, keep_w = rows.stride // spatial, cols.stride // spatial
+    out_rows = []
+    for i, row in enumerate(tiles):
+        kept = [
+            t[..., : keep_h if i < len(tiles) - 1 else None, : keep_w if j < len(row) - 1 else None]
+            for j, t in enumerate(row)
+        ]
+        out_rows.append(torch.cat(kept, dim=-1))
+    return torch.cat(out_rows, dim=-2)
+
+
+def encode_empty_prompt(
+    tokenizer: Any, text_encoder: torch.nn.Module, max_tokens: int = PROMPT_MAX_TOKENS
+) -> torch.Tensor:
+    """The empty prompt's UMT5 embedding as the reference makes it: ``max_tokens`` tokens, hidden states of the real
+    tokens, zeros after. Runs where the encoder is, returns its dtype [1, max_tokens, d_model] on the CPU."""
+    device = next(text_encoder.parameters()).device
+    dtype = next(text_encoder.parameters()).dtype
+    tokens = tokenizer(
+        [""], padding="max_length", max_length=max_tokens, truncation=True, add_special_tokens=True,
+        return_attention_mask=True, return_tensors="pt",
+    )  # fmt: skip
+    with torch.no_grad():
+        hidden = text_encoder(tokens.input_ids.to(device), tokens.attention_mask.to(device)).last_hidden_state
+    hidden = hidden.to(dtype)
+    real = int(tokens.attention_mask.gt(0).sum())
+    out = torch.zeros_like(hidden)
+    out[:, :real] = hidden[:, :real]
+    return out.cpu()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The pipeline
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inpaint2Progress:
+    """0-based chunk/tile/step of the step just finished, and their totals."""
+
+    chunk: int
+    chunks: int
+    tile: int
+    tiles: int
+    step: int
+    steps: int
+
+
+ProgressFn = Callable[[Inpaint2Progress], None]
+
+
+def check_wan_vace_transformer(transformer: torch.nn.Module) -> None:
+    """Raise a TypeError unless ``transformer`` is a WanVACETransformer3DModel (not StereoCrafter v1's UNet)."""
+    name = type(transformer).__name__
+    if name == "UNetSpatioTemporalConditionModel":
+        raise TypeError(
+            "StereoCrafter2Pipeline got StereoCrafter v1's SVD inpainting UNet; give the StereoCrafter2 transformer "
+            f"({TRANSFORMER_REPO}), or use StereoInpaintPipeline for v1."
+        )
+    if not hasattr(transformer, "vace_blocks") or not hasattr(transformer, "config"):
+        raise TypeError(f"StereoCrafter2Pipeline needs a WanVACETransformer3DModel, got {name}.")
+
+
+class StereoCrafter2Pipeline:
+    """Fill the occlusion holes of a warped right-eye clip with StereoCrafter2's Wan-VACE transformer.
+
+    Args:
+        transformer: the ``WanVACETransformer3DModel`` (StereoCrafter2's fine-tune).
+        vae: Wan2.1's ``AutoencoderKLWan``.
+        prompt_embeds: the empty prompt's UMT5 embedding [1, tokens, text_dim] (:func:`encode_empty_prompt`); the
+            text encoder itself is not needed.
+
+    Computation runs on the transformer's device, in its dtype (bf16 as the reference); the VAE is expected there.
+    """
+
+    def __init__(self, transformer: torch.nn.Module, vae: torch.nn.Module, prompt_embeds: torch.Tensor) -> None:
+        check_wan_vace_transformer(transformer)
+        text_dim = transformer.config.text_dim
+        if prompt_embeds.ndim != 3 or prompt_embeds.shape[-1] != text_dim:
+            raise ValueError(
+                f"prompt_embeds must be [1, tokens, {text_dim}] (the transformer's text_dim), got "
+                f"{tuple(prompt_embeds.shape)}: compute it with this model's UMT5 text encoder."
+            )
+        z_dim = vae.config.z_dim
+        self.spatial = 2 ** len(vae.temperal_downsample)
+        self.temporal = 2 ** sum(vae.temperal_downsample)
+        self.patch = transformer.config.patch_size[1]
+        expected = 2 * z_dim + self.spatial**2
+        if transformer.config.vace_in_channels != expected or transformer.config.in_channels != z_dim:
+            raise ValueError(
+                f"The transformer (in_channels {transformer.config.in_channels}, vace_in_channels "
+                f"{transformer.config.vace_in_channels}) does not fit this VAE (z_dim {z_dim}: needs {z_dim} and "
+                f"{expected}); use the VAE of {BASE_REPO}."
+            )
+        self.transformer = transformer
+        self.vae = vae
+        self.prompt_embeds = prompt_embeds
+        self.latents_mean = torch.tensor(vae.config.latents_mean, dtype=torch.float32).view(1, z_dim, 1, 1, 1)
+        self.latents_std = torch.tensor(vae.config.latents_std, dtype=torch.float32).view(1, z_dim, 1, 1, 1)
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.patch_embedding.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype: the patch embedding's (diffusers keeps norms and the time embedding in fp32)."""
+        return self.transformer.patch_embedding.weight.dtype
+
+    def to(self, device: torch.device | str) -> StereoCrafter2Pipeline:
+        self.transformer.to(device)
+        self.vae.to(device)
+        return self
+
+    def __call__(
+        self,
+        frames: torch.Tensor,
+        mask: torch.Tensor,
+        settings: Inpaint2Settings = Inpaint2Settings(),  # noqa: B008 (frozen)
+        seed: int = 0,
+        *,
+        generator: torch.Generator | None = None,
+        progress: ProgressFn | None = None,
+    ) -> torch.Tensor:
+        """Inpaint a whole clip.
+
+        Args:
+            frames: warped right view [T, H, W, 3] float 0..1.
+            mask: occlusion mask [T, H, W] 0..1 (1 = hole).
+            settings: see :class:`Inpaint2Settings`.
+            seed: noise seed (a generator on the transformer's device, as the reference seeds its device).
+            generator: a generator on the transformer's device instead of ``seed``.
+
+        Returns:
+            [T, H, W, 3] float32 0..1 on the frames' device.
+        """
+        frames, mask = check_inputs(frames, mask)
+        stream = Inpaint2Stream(self, *frames.shape[:3], settings, seed, generator=generator, progress=progress)
+        return torch.cat([stream.push(frames, mask), stream.finish()])
+
+    # -- one chunk
+
+    def _encode(self, video: torch.Tensor) -> torch.Tensor:
+        """[B, 3, F, H, W] in the VAE dtype, [-1, 1] → normalised posterior mode [B, z, f, h, w] in that dtype."""
+        z = self.vae.encode(video).latent_dist.mode()
+        mean, inv_std = self.latents_mean.to(z.device), 1.0 / self.latents_std.to(z.device)
+        return ((z.float() - mean) * inv_std).to(video.dtype)
+
+    def _denoise_tile(
+        self, cond: torch.Tensor, soft: torch.Tensor, generator: torch.Generator, settings: Inpaint2Settings,
+        report: Callable[[int], None],
+    ) -> torch.Tensor:  # fmt: skip
+        """One tile of one chunk. cond [1, 3, F, h, w] fp32 0..1 (holes grey), soft mask [1, F, h, w] fp32 0..1 →
+        final latents [1, z, f, h/8, w/8] in the model dtype."""
+        device, dtype = self.device, self.dtype
+        video = (2.0 * cond - 1.0).to(device, dtype)
+        # The reference's mask goes through the image processor's [0,1] → [-1,1] normalisation and back.
+        soft = torch.clamp((2.0 * soft - 1.0 + 1) / 2, min=0, max=1).to(device, dtype)
+        hard = torch.where(soft > 0.5, 1.0, 0.0).to(dtype).unsqueeze(1)
+        vae_dtype = next(self.vae.parameters()).dtype
+        inactive = self._encode((video * (1 - hard)).to(vae_dtype))
+        reactive = self._encode((video * hard).to(vae_dtype))
+        latent_frames = (cond.shape[2] - 1) // self.temporal + 1
+        packed = pack_mask(soft, latent_frames, self.spatial).to(device, dtype)
+        control = torch.cat([inactive, reactive, packed], dim=1).to(dtype)
+        shape = (1, self.transformer.config.in_channels, latent_frames, *inactive.shape[-2:])
+        latents = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        embeds = self.prompt_embeds.to(device, dtype)
+        sigmas = flow_sigmas(settings.steps, settings.shift)
+        for i, sigma in enumerate(sigmas):
+            timestep = (sigma * TIMESTEP_SCALE).unsqueeze(0).to(device, dtype)
+            with torch.no_grad():
+                velocity = self.transformer(
+                    hidden_states=latents, timestep=timestep, encoder_hidden_states=embeds,
+                    control_hidden_states=control, return_dict=False,
+                )[0]  # fmt: skip
+            sigma_next = sigmas[i + 1] if i + 1 < len(sigmas) else 0
+            latents = latents + velocity * (sigma_next - sigma)  # bf16 as the reference (CPU 0-dim step size)
+            report(i)
+        return latents
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents [1, z, f, H/8, W/8] → frames [1, 3, F, H, W] fp32 0..1 (values of the model dtype)."""
+        vae_dtype = next(self.vae.parameters()).dtype
+        z = latents.float() * self.latents_std.to(latents.device) + self.latents_mean.to(latents.device)
+        with torch.no_grad():
+            video = self.vae.decode(z.to(vae_dtype), return_dict=False)[0]
+        return (video / 2 + 0.5).clamp(0, 1).float()
+
+
+class Inpaint2Stream:
+    """Feeds a clip of known length through a :class:`StereoCrafter2Pipeline` in pushes of any size; holds the
+    inputs of the pending chunk and the outputs its overlap needs, never the clip.
+
+    Args:
+        pipe: the pipeline.
+        num_frames, height, width: the clip's length and frame size (every push must match).
+        settings: see :class:`Inpaint2Settings`.
+        seed: noise seed for a generator on the pipeline's device (ignored when ``generator`` is given).
+        progress: called after every denoising step.
+    """
+
+    def __init__(
+        self,
+        pipe: StereoCrafter2Pipeline,
+        num_frames: int,
+        height: int,
+        width: int,
+        settings: Inpaint2Settings = Inpaint2Settings(),  # noqa: B008 (frozen)
+        seed: int = 0,
+        *,
+        generator: torch.Generator | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        settings.validate(pipe.temporal)
+        if height < 1 or width < 1:
+            raise ValueError(f"height and width must be >= 1, got {width}x{height}.")
+        self.pipe, self.settings, self.progress = pipe, settings, progress
+        self.num_frames, self.height, self.width = num_frames, height, width
+        base = pipe.spatial * pipe.patch
+        self.rows = plan_tile_axis(height, settings.tiles[0], settings.tile_overlap_px, base)
+        self.cols = plan_tile_axis(width, settings.tiles[1], settings.tile_overlap_px, base)
+        self.chunks = plan_chunks2(
+            num_frames, settings.chunk_frames, settings.chunk_overlap, pipe.temporal, settings.temporal_fit
+        )
+        self.covered = self.chunks[-1].end  # < num_frames only for temporal_fit='crop' on short clips
+        if self.covered < num_frames:
+            logger.warning(
+                "temporal_fit='crop': the last %d of %d frames fit no 1 + %dk chunk and keep the warped input (the "
+                "reference drops them). Use temporal_fit='pad' to inpaint every frame.",
+                num_frames - self.covered, num_frames, pipe.temporal,
+            )  # fmt: skip
+        self.generator = generator or torch.Generator(pipe.device).manual_seed(seed)
+        self._next = 0  # next chunk to run
+        self._pushed = 0
+        self._emitted = 0
+        # Raw inputs [_in_start, _pushed) and fed-back outputs [_fb_start, _fb_start + len) in the padded frame.
+        self._in_start = 0
+        self._frames = torch.zeros(0, height, width, 3)
+        self._mask = torch.zeros(0, height, width)
+        self._fb_start = 0
+        self._feedback = torch.zeros(0, 3, self.rows.padded, self.cols.padded)
+        self._out: list[torch.Tensor] = []
+
+    def push(self, warped: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """warped [n, H, W, 3] float 0..1, mask [n, H, W] 0..1 (1 = hole): the next n frames. Returns the frames
+        finished by this push [k, H, W, 3] float32 (k may be 0), in order."""
+        warped, mask = check_inputs(warped, mask)
+        if tuple(warped.shape[1:3]) != (self.height, self.width):
+            raise ValueError(
+                f"pushed frames are {warped.shape[2]}x{warped.shape[1]} but the stream was built for "
+                f"{self.width}x{self.height}."
+            )
+        if self._pushed + len(warped) > self.num_frames:
+            raise ValueError(f"pushed {self._pushed + len(warped)} frames into a stream of {self.num_frames}.")
+        self._out_device = warped.device
+        self._frames = torch.cat([self._frames.to(warped.device), warped])
+        self._mask = torch.cat([self._mask.to(warped.device), mask])
+        self._pushed += len(warped)
+        while self._next < len(self.chunks) and self.chunks[self._next].end <= self._pushed:
+            self._run(self._next)
+            self._next += 1
+        if self._next == len(self.chunks) and self._pushed == self.num_frames and self.covered < self.num_frames:
+            tail = self._frames[self.covered - self._in_start :]
+            self._out.append(tail)  # crop mode: frames no chunk covers keep the warped input
+            self._emitted += len(tail)
+            self.covered = self.num_frames
+        out, self._out = self._out, []
+        return torch.cat(out) if out else self._frames[:0].clone()
+
+    def finish(self) -> torch.Tensor:
+        """Check that the whole clip was pushed; returns what is left (nothing: chunks emit as they finish)."""
+        if self._pushed != self.num_frames:
+            raise ValueError(f"the stream got {self._pushed} of its {self.num_frames} frames; push the rest first.")
+        out, self._out = self._out, []
+        return torch.cat(out) if out else torch.zeros(0, self.height, self.width, 3)
+
+    def _padded(self, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw [n, H, W, 3], [n, H, W] → grey-filled frames [n, 3, H', W'] (replicate pad), mask [n, H', W']
+        (zero pad), fp32, on the CPU (the reference keeps the clip there too)."""
+        m = mask.unsqueeze(-1)
+        filled = (frames * (1.0 - m) + GREY * m).permute(0, 3, 1, 2).cpu()
+        pad = (0, self.cols.padded - self.width, 0, self.rows.padded - self.height)
+        return F.pad(filled, pad, mode="replicate"), F.pad(mask.cpu(), pad, mode="constant", value=0.0)
+
+    def _run(self, index: int) -> None:
+        chunk, s = self.chunks[index], self.settings
+        lo, hi = chunk.start - self._in_start, chunk.end - self._in_start
+        raw, raw_mask = self._frames[lo:hi], self._mask[lo:hi]
+        cond, soft = self._padded(raw, raw_mask)
+        overlap = chunk.new_from - chunk.start
+        if overlap:
+            a = chunk.start - self._fb_start
+            cond[:overlap] = self._feedback[a : a + overlap]
+        if chunk.pad:
+            cond = torch.cat([cond, cond[-1:].expand(chunk.pad, -1, -1, -1)])
+            soft = torch.cat([soft, soft[-1:].expand(chunk.pad, -1, -1)])
+        cond = cond.permute(1, 0, 2, 3).unsqueeze(0)  # [1, 3, F, H', W']
+        soft = soft.unsqueeze(0)
+        tiles_total = self.rows.count * self.cols.count
+        latents: list[list[torch.Tensor]] = []
+        for i, y in enumerate(self.rows.starts):
+            row = []
+            for j, x in enumerate(self.cols.starts):
+                tile = i * self.cols.count + j
+
+                def report(step: int, tile: int = tile) -> None:
+                    if self.progress is not None:
+                        self.progress(Inpaint2Progress(index, len(self.chunks), tile, tiles_total, step, s.steps))
+
+                sl = (..., slice(y, y + self.rows.size), slice(x, x + self.cols.size))
+                row.append(self.pipe._denoise_tile(cond[sl], soft[sl], self.generator, s, report))
+            latents.append(row)
+        frames = self.pipe._decode(blend_tile_latents(latents, self.rows, self.cols, self.pipe.spatial))
+        del latents
+        gc.collect()
+        frames = frames[0].permute(1, 0, 2, 3).cpu()[: chunk.end - chunk.start]  # [n, 3, H', W'], padding dropped
+        out = frames[:, :, : self.height, : self.width].permute(0, 2, 3, 1)
+        if s.composite:
+            alpha = composite_alpha(binarize_mask(raw_mask.cpu()), s.composite_dilate_px, s.composite_feather_px)
+            out = composite(raw.cpu(), out, alpha)
+            frames[:, :, : self.height, : self.width] = out.permute(0, 3, 1, 2)
+        self._out.append(out[overlap:].to(self._out_device))
+        self._emitted += len(out) - overlap
+        # Keep what later chunks need: inputs from the next start, outputs from there on for the overlap.
+        nxt = self.chunks[index + 1].start if index + 1 < len(self.chunks) else chunk.end
+        fb = torch.cat([self._feedback[max(0, chunk.start - self._fb_start) :][:overlap], frames[overlap:]])
+        fb_start = chunk.start
+        self._feedback, self._fb_start = fb[nxt - fb_start :], nxt
+        self._frames, self._mask = self._frames[nxt - self._in_start :], self._mask[nxt - self._in_start :]
+        self._in_start = nxt
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable JSON config: {exc}") from exc
+
+
+def find_stereocrafter2_transformer(path: str | Path) -> Path:
+    """The folder holding StereoCrafter2's transformer ``config.json``: ``path`` itself (the layout of
+    TencentARC/StereoCrafter2) or its ``transformer/`` sub-folder. Clear errors for v1 folders and base folders."""
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"StereoCrafter2 transformer folder {root} does not exist; download {TRANSFORMER_REPO}."
+        )
+    for folder in (root, root / "transformer"):
+        config = folder / "config.json"
+        if config.is_file():
+            name = _read_config(config).get("_class_name")
+            if name == "WanVACETransformer3DModel":
+                if folder == root / "transformer" and (root / "model_index.json").is_file():
+                    logger.warning(
+                        "%s is the base Wan-VACE pipeline's transformer, not StereoCrafter2's fine-tune: the output "
+                        "will not be stereo-consistent. Give the %s folder.", folder, TRANSFORMER_REPO,
+                    )  # fmt: skip
+                return folder
+            if name == "UNetSpatioTemporalConditionModel":
+                raise ValueError(
+                    f"{folder} holds an SVD UNet (StereoCrafter v1's inpainting model), not StereoCrafter2's "
+                    f"Wan-VACE transformer; give the {TRANSFORMER_REPO} folder, or load it as StereoCrafter v1."
+                )
+    if (root / "unet_diffusers" / "config.json").is_file():
+        raise ValueError(
+            f"{root} is StereoCrafter v1 (unet_diffusers/ holds its SVD inpainting UNet); StereoCrafter2 needs the "
+            f"Wan-VACE transformer of {TRANSFORMER_REPO}."
+        )
+    raise FileNotFoundError(
+        f"No WanVACETransformer3DModel config.json in {root} or {root / 'transformer'}; download {TRANSFORMER_REPO}."
+    )
+
+
+def check_wan_base(path: str | Path, need_text_encoder: bool = True) -> Path:
+    """Check that ``path`` is a Wan2.1-VACE diffusers folder with the components StereoCrafter2 uses."""
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Wan base folder {root} does not exist; download {BASE_REPO}.")
+    needed = ["vae/config.json"] + (["text_encoder/config.json", "tokenizer"] if need_text_encoder else [])
+    missing = [n for n in needed if not (root / n).exists()]
+    if missing:
+        what = ", ".join(n.split("/")[0] + "/" for n in missing)
+        raise FileNotFoundError(
+            f"{root} lacks {what} of {BASE_REPO} (StereoCrafter2 uses its VAE, UMT5 text encoder and tokenizer); "
+            "download the missing folders into it."
+        )
+    vae_class = _read_config(root / "vae" / "config.json").get("_class_name")
+    if vae_class != "AutoencoderKLWan":
+        raise ValueError(
+            f"{root / 'vae'} holds a {vae_class}, not Wan's AutoencoderKLWan; give the {BASE_REPO} folder."
+        )
+    return root
+
+
+def prompt_cache_file(cache_dir: str | Path, dtype: torch.dtype) -> Path:
+    """Where :func:`empty_prompt_embeds` keeps the embedding: one file per dtype (every StereoCrafter2 uses the same
+    UMT5-XXL of the Wan2.1 base, so the embedding depends on nothing else)."""
+    return Path(cache_dir) / f"empty_prompt_umt5_{str(dtype).removeprefix('torch.')}.safetensors"
+
+
+def empty_prompt_embeds(
+    base_dir: str | Path,
+    dtype: torch.dtype = torch.bfloat16,
+    device: torch.device | str = "cpu",
+    cache_dir: str | Path | None = None,
+) -> torch.Tensor:
+    """The empty prompt's embedding for a Wan base folder [1, 226, 4096] (CPU, ``dtype``). Loads tokenizer and UMT5
+    on ``device``, runs them once and frees them; with ``cache_dir`` the result is kept there and reused."""
+    from safetensors.torch import load_file, save_file
+
+    base = Path(base_dir)
+    cache = None
+    if cache_dir is not None:
+        cache = prompt_cache_file(cache_dir, dtype)
+        if cache.is_file():
+            return load_file(cache)["prompt_embeds"]
+    check_wan_base(base)
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    tokenizer = AutoTokenizer.from_pretrained(base / "tokenizer")
+    encoder = UMT5EncoderModel.from_pretrained(base / "text_encoder", torch_dtype=dtype).to(device).eval()
+    embeds = encode_empty_prompt(tokenizer, encoder)
+    del encoder
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"prompt_embeds": embeds.contiguous()}, str(cache))
+    return embeds
+
+
+def load_stereocrafter2(
+    transformer_dir: str | Path,
+    base_dir: str | Path,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.bfloat16,
+    prompt_cache_dir: str | Path | None = None,
+) -> StereoCrafter2Pipeline:
+    """Load StereoCrafter2 (transformer folder of TencentARC/StereoCrafter2, VAE/UMT5/tokenizer of the Wan2.1-VACE
+    base) onto ``device`` in ``dtype`` (bf16 as the reference). The text encoder runs once, before the transformer
+    is loaded, and is freed."""
+    try:
+        from diffusers import AutoencoderKLWan, WanVACETransformer3DModel
+    except ImportError as exc:
+        raise ImportError(f"StereoCrafter2 needs diffusers >= 0.35 (WanVACETransformer3DModel): {exc}") from exc
+    import importlib.util
+
+    if importlib.util.find_spec("accelerate") is None:
+        # diffusers keeps the transformer's norms and time embedding in fp32 only on its low-memory path.
+        raise ImportError("Loading StereoCrafter2 in bf16 needs the accelerate package: pip install accelerate")
+    folder = find_stereocrafter2_transformer(transformer_dir)
+    base = Path(base_dir)
+    cached = prompt_cache_dir is not None and prompt_cache_file(prompt_cache_dir, dtype).is_file()
+    check_wan_base(base, need_text_encoder=not cached)
+    embeds = empty_prompt_embeds(base, dtype, device, prompt_cache_dir)
+    vae = AutoencoderKLWan.from_pretrained(base / "vae", torch_dtype=dtype).to(device).eval()
+    transformer = WanVACETransformer3DModel.from_pretrained(folder, torch_dtype=dtype).to(device).eval()
+    vae.requires_grad_(False)
+    transformer.requires_grad_(False)
+    return StereoCrafter2Pipeline(transformer, vae, embeds)

@@ -1,0 +1,205 @@
+"""StereoCrafter2 pipeline on tiny random models in the Hugging Face layouts (CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stereocrafter.inpaint2_pipeline import (
+    Inpaint2Settings,
+    Inpaint2Stream,
+    check_wan_base,
+    find_stereocrafter2_transformer,
+    flow_sigmas,
+    load_stereocrafter2,
+    pack_mask,
+    plan_chunks2,
+    plan_tile_axis,
+    prompt_cache_file,
+)
+from tests.tiny_models import make_stereocrafter_folder, single_thread
+from tests.tiny_wan_models import make_stereocrafter2_folder, make_wan_base_folder
+
+SMALL = Inpaint2Settings(steps=2, chunk_frames=9, chunk_overlap=2, tiles=(2, 2), tile_overlap_px=16)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("sc2")
+    return make_wan_base_folder(root / "Wan2.1-VACE-14B-diffusers"), make_stereocrafter2_folder(root / "StereoCrafter2")
+
+
+@pytest.fixture(scope="module")
+def pipe(folders: tuple[Path, Path]):  # noqa: ANN201
+    base, sc2 = folders
+    return load_stereocrafter2(sc2, base, dtype=torch.bfloat16)
+
+
+def clip(frames: int = 11, height: int = 40, width: int = 56) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    warped = torch.rand(frames, height, width, 3, generator=g)
+    mask = torch.zeros(frames, height, width)
+    mask[:, 8:20, 30:44] = 1.0  # one hole, far from most pixels
+    return warped, mask
+
+
+# -- planning
+
+
+@pytest.mark.parametrize("num_frames", [1, 2, 5, 8, 9, 10, 13, 17, 30, 81, 100, 161, 200])
+@pytest.mark.parametrize(("chunk", "overlap"), [(9, 2), (13, 3), (81, 10)])
+def test_chunks_pad_cover_every_frame_once_on_the_stride(num_frames: int, chunk: int, overlap: int) -> None:
+    chunks = plan_chunks2(num_frames, chunk, overlap, stride=4, fit="pad")
+    produced = [f for c in chunks for f in range(c.new_from, c.end)]
+    assert produced == list(range(num_frames))
+    for c in chunks:
+        assert (c.length - 1) % 4 == 0 and c.length <= chunk
+        assert c.start <= c.new_from < c.end <= num_frames
+        assert c.pad < 4
+
+
+def test_chunks_crop_follow_the_reference_walk() -> None:
+    # 30 frames, chunks of 13 overlapping 3: [0,13), [10,23), then pulled back to end at 30: [17,30).
+    assert [(c.start, c.end, c.new_from) for c in plan_chunks2(30, 13, 3, fit="crop")] == [
+        (0, 13, 0),
+        (10, 23, 13),
+        (17, 30, 23),
+    ]
+    # A short clip that is not 1 + 4k: the reference cuts it to 9 frames and stops (frame 9 is never made).
+    assert [(c.start, c.end) for c in plan_chunks2(10, 13, 3, fit="crop")] == [(0, 9)]
+    assert [(c.start, c.end, c.pad) for c in plan_chunks2(10, 13, 3, fit="pad")] == [(0, 10, 3)]
+
+
+def test_tiles_cover_the_padded_frame() -> None:
+    axis = plan_tile_axis(1080, 2, 128)  # the reference at 1080p, tile_num 2
+    assert (axis.size, axis.stride, axis.padded) == (608, 480, 1088)
+    axis = plan_tile_axis(1920, 2, 128)
+    assert (axis.size, axis.padded) == (1024, 1920)
+    assert plan_tile_axis(40, 3, 128).count == 1  # too short for tiles wider than the overlap
+
+
+def test_flow_sigmas_shifted() -> None:
+    s = flow_sigmas(10, 5.0)
+    assert s[0] == 1.0
+    assert s[5].item() == pytest.approx(5 * 0.5 / (1 + 4 * 0.5))
+    assert bool((s[1:] < s[:-1]).all())
+
+
+def test_pack_mask_blocks_and_latent_frames() -> None:
+    mask = torch.zeros(1, 9, 16, 16)
+    mask[0, 4, 8 + 3, 5] = 1.0  # frame 4, block (1, 0), offset (3, 5)
+    packed = pack_mask(mask, latent_frames=3)
+    assert packed.shape == (1, 64, 3, 2, 2)
+    # nearest-exact picks input frames floor((k + 0.5) * 9 / 3) = 1, 4, 7
+    assert torch.nonzero(packed[0]).tolist() == [[3 * 8 + 5, 1, 1, 0]]
+
+
+def test_settings_validate() -> None:
+    with pytest.raises(ValueError, match="1 \\+ 4k"):
+        Inpaint2Settings(chunk_frames=80).validate()
+    with pytest.raises(ValueError, match="multiple of 8"):
+        Inpaint2Settings(tile_overlap_px=12).validate()
+    Inpaint2Settings.reference().validate()
+
+
+# -- the pipeline
+
+
+def test_size_kept_and_deterministic(pipe) -> None:  # noqa: ANN001
+    warped, mask = clip()
+    with single_thread():
+        a = pipe(warped, mask, SMALL, seed=1)
+        b = pipe(warped, mask, SMALL, seed=1)
+        c = pipe(warped, mask, SMALL, seed=2)
+    assert a.shape == warped.shape and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert 0.0 <= a.min() and a.max() <= 1.0
+
+
+def test_composite_keeps_pixels_outside_holes(pipe) -> None:  # noqa: ANN001
+    warped, mask = clip()
+    with single_thread():
+        ours = pipe(warped, mask, SMALL, seed=0)
+        raw = pipe(warped, mask, Inpaint2Settings.reference(2, **_small()), seed=0)
+    far = torch.ones_like(mask, dtype=torch.bool)
+    far[:, 8 - 6 : 20 + 6, 30 - 6 : 44 + 6] = False  # outside the hole grown by dilate + feather
+    assert torch.equal(ours[far], warped[far])
+    assert not torch.equal(raw[far], warped[far])  # without composite the VAE's reconstruction is there
+    hole = mask.bool()
+    assert (ours[hole] - warped[hole]).abs().max() > 0.05  # the holes are generated
+
+
+def _small() -> dict[str, object]:
+    return {"steps": 2, "chunk_frames": 9, "chunk_overlap": 2, "tile_overlap_px": 16}
+
+
+def test_short_clip_crop_keeps_its_length(pipe) -> None:  # noqa: ANN001
+    warped, mask = clip(frames=7)  # not 1 + 4k and shorter than a chunk
+    with single_thread():
+        out = pipe(warped, mask, Inpaint2Settings.reference(1, **_small()), seed=0)
+    assert out.shape == warped.shape
+    assert torch.equal(out[5:], warped[5:])  # the reference makes frames 0..4 only; the rest keeps the input
+
+
+def test_stream_pushes_equal_one_call(pipe) -> None:  # noqa: ANN001
+    warped, mask = clip(frames=15)
+    with single_thread():
+        whole = pipe(warped, mask, SMALL, seed=4)
+        stream = Inpaint2Stream(pipe, 15, 40, 56, SMALL, seed=4)
+        parts = [stream.push(warped[a:b], mask[a:b]) for a, b in [(0, 3), (3, 10), (10, 15)]]
+        parts.append(stream.finish())
+    assert sum(len(p) for p in parts) == 15
+    assert torch.equal(torch.cat(parts), whole)
+    with pytest.raises(ValueError, match="frames into a stream of 15"):
+        stream.push(warped[:1], mask[:1])
+
+
+def test_bad_inputs(pipe) -> None:  # noqa: ANN001
+    warped, mask = clip()
+    with pytest.raises(ValueError, match="mask is"):
+        pipe(warped, mask[:, :10], SMALL)
+    stream = Inpaint2Stream(pipe, 11, 40, 56, SMALL)
+    stream.push(warped[:4], mask[:4])
+    with pytest.raises(ValueError, match="push the rest"):
+        stream.finish()
+
+
+# -- loading
+
+
+def test_prompt_embedding_cached_then_no_text_encoder_needed(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    base, sc2 = folders
+    first = load_stereocrafter2(sc2, base, prompt_cache_dir=tmp_path)
+    assert prompt_cache_file(tmp_path, torch.bfloat16).is_file()
+    # empty prompt: one real token (</s>), zeros after, as the reference pads it
+    assert first.prompt_embeds.shape == (1, 226, 32)
+    assert first.prompt_embeds[0, 0].abs().sum() > 0 and first.prompt_embeds[0, 1:].abs().sum() == 0
+    lean = tmp_path / "lean_base"
+    lean.mkdir()
+    (lean / "vae").symlink_to(base / "vae")
+    second = load_stereocrafter2(sc2, lean, prompt_cache_dir=tmp_path)  # no text_encoder/ or tokenizer/ there
+    assert torch.equal(first.prompt_embeds, second.prompt_embeds)
+
+
+def test_v1_unet_given_for_v2_is_named(tmp_path: Path) -> None:
+    v1 = make_stereocrafter_folder(tmp_path / "StereoCrafter")
+    with pytest.raises(ValueError, match="StereoCrafter v1"):
+        find_stereocrafter2_transformer(v1)
+
+
+def test_missing_base_components_are_named(tmp_path: Path, folders: tuple[Path, Path]) -> None:
+    base = make_wan_base_folder(tmp_path / "wan", with_text_encoder=False)
+    with pytest.raises(FileNotFoundError, match="text_encoder/, tokenizer/ of Wan-AI/Wan2.1-VACE-14B-diffusers"):
+        check_wan_base(base)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        check_wan_base(tmp_path / "nowhere")
+    (tmp_path / "svd" / "vae").mkdir(parents=True)
+    (tmp_path / "svd" / "vae" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLTemporalDecoder"}))
+    with pytest.raises(ValueError, match="not Wan's AutoencoderKLWan"):
+        check_wan_base(tmp_path / "svd", need_text_encoder=False)
+    with pytest.raises(FileNotFoundError, match="TencentARC/StereoCrafter2"):
+        find_stereocrafter2_transformer(tmp_path / "svd")
