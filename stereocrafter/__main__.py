@@ -64,6 +64,8 @@ DEPTH_FF_CHUNK_ROWS = 1 << 16
 #: on a cold cache (bench/README.md) and saves about 0.7 s per 1080p frame; Inductor's disk cache makes later runs
 #: compile in about a minute.
 COMPILE_AUTO_MIN_FRAMES = 1500
+#: --tiles bound, as InpaintSettings.max_tiles: more tiles are mostly overlap and never finish.
+MAX_TILES = 64
 INDUCTOR_CACHE_DIR = Path("~/.cache/stereocrafter3d/inductor")
 
 
@@ -85,6 +87,11 @@ def _tiles(value: str) -> tuple[int, int] | None:
         counts = (0, 0)
     if min(counts) < 1:
         raise argparse.ArgumentTypeError(f"tiles must be auto, N or RxC (e.g. 2 or 2x3), got {value!r}.")
+    if counts[0] * counts[1] > MAX_TILES:
+        raise argparse.ArgumentTypeError(
+            f"tiles {value!r} is {counts[0] * counts[1]} tiles; at most {MAX_TILES} in all (e.g. 2, 2x3 or 8x8), "
+            "or auto."
+        )
     return counts
 
 

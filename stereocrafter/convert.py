@@ -40,7 +40,7 @@ import torch
 
 from .anaglyph import ANAGLYPH_METHODS, AnaglyphMethod, make_anaglyph
 from .depth_file import DepthFileWriter, read_depth_file
-from .disparity import DISPARITY_UNITS, depth_bounds
+from .disparity import DISPARITY_UNITS, check_disparity_fits, depth_bounds
 from .encoders import HARDWARE_MODES, PIX_FMTS, Encoder, Hardware, choose_encoder
 from .hole_fill import fill_holes
 from .job_lock import JobLock
@@ -55,6 +55,7 @@ from .video_io import (
     SegmentWriter,
     TrimWindow,
     VideoInfo,
+    VideoReadError,
     mux_segments,
     output_format,
     probe_video,
@@ -182,8 +183,8 @@ class ConvertSettings:
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
-        if not self.warp.max_disparity >= 0:
-            raise ValueError(f"max_disparity must be >= 0, got {self.warp.max_disparity}.")
+        if not 0 <= self.warp.max_disparity < float("inf"):
+            raise ValueError(f"max_disparity must be a finite number >= 0, got {self.warp.max_disparity}.")
         if not 0.0 <= self.warp.convergence <= 1.0:
             raise ValueError(f"convergence must be within 0..1, got {self.warp.convergence}.")
         if self.chunk_frames < 1:
@@ -551,6 +552,7 @@ def convert_video(
         raise ValueError(f"{output.name}: VR180 output needs .mp4 or .mov (its 180° metadata is written in MP4 boxes).")
     if output.resolve() in (input_path.resolve(), depth_path.resolve() if depth_path else None):
         raise ValueError(f"{output}: the output would overwrite an input.")
+    check_disparity_fits(settings.warp.max_disparity, settings.warp.disparity_unit, info.width)
     work_dir, partial = work_paths(output)
     _prepare_work_dir(work_dir)
     report = _Progress(on_progress, info.frame_count)
@@ -781,10 +783,7 @@ class _StereoPass:
         position = self.done
         for left, depth in zip_longest(frames_iter, self._depth_chunks()):
             if left is None or depth is None or left.shape[0] != depth.shape[0]:
-                raise ValueError(
-                    f"the depth and {self.info.path.name} have different frame counts (found while decoding at frame "
-                    f"{position}); they must match one to one."
-                )
+                raise _ended_early(self.info, self.depth_path, position, left, depth)
             if interrupt is not None:
                 interrupt()
             position += left.shape[0]
@@ -848,6 +847,26 @@ class _StereoPass:
                 width, height, width + width % 2, height + height % 2,
             )  # fmt: skip
             self.warned_odd = True
+
+
+def _ended_early(
+    info: VideoInfo, depth_path: Path, position: int, left: torch.Tensor | None, depth: torch.Tensor | None
+) -> ValueError:
+    """The error for an input or depth video that ran out of frames at ``position`` (+ the chunk read), naming the
+    one that is short: a truncated file whose header promises more frames must not blame the depth."""
+    left_frames = position + (left.shape[0] if left is not None else 0)
+    depth_frames = position + (depth.shape[0] if depth is not None else 0)
+    if left_frames < depth_frames:
+        return VideoReadError(
+            f"{info.path}: only {left_frames} frames could be decoded, but its header says {info.frame_count}: the "
+            "file is truncated or damaged. Re-export or re-download it, or cut it to the frames it has (e.g. ffmpeg "
+            f"-i IN -frames:v {left_frames} -c copy OUT)."
+        )
+    return ValueError(
+        f"the depth video {depth_path.name} ends after {depth_frames} frames, but {info.path.name} has more "
+        f"({info.frame_count} by its header); they must match one to one (make the depth from the same clip, at the "
+        "same frame rate)."
+    )
 
 
 def _take(pending: list[torch.Tensor], count: int) -> torch.Tensor:

@@ -14,14 +14,27 @@ DISPARITY_UNITS: tuple[DisparityUnit, ...] = ("pixels", "percent of width")
 
 
 def max_disparity_pixels(max_disparity: float, unit: DisparityUnit, width: int) -> float:
-    """The largest disparity in pixels: ``max_disparity`` itself, or that percentage of ``width``."""
-    if not max_disparity >= 0:
-        raise ValueError(f"max_disparity must be >= 0, got {max_disparity}.")
+    """The largest disparity in pixels: ``max_disparity`` itself, or that percentage of ``width``; a ValueError for a
+    negative, NaN or infinite value."""
+    if not 0 <= max_disparity < float("inf"):
+        raise ValueError(f"max_disparity must be a finite number >= 0, got {max_disparity}.")
     if unit == "pixels":
         return float(max_disparity)
     if unit == "percent of width":
         return float(max_disparity) * width / 100.0
     raise ValueError(f"disparity unit must be one of {DISPARITY_UNITS}, got {unit!r}.")
+
+
+def check_disparity_fits(max_disparity: float, unit: DisparityUnit, width: int, name: str = "max_disparity") -> None:
+    """A ValueError when the largest shift is over the frame width: every pixel would leave the view and the right
+    eye come out empty (black). 1-3 % of the width is comfortable on most screens."""
+    pixels = max_disparity_pixels(max_disparity, unit, width)
+    if pixels > width:
+        given = f"{max_disparity:g} px" if unit == "pixels" else f"{max_disparity:g} % of {width} px"
+        raise ValueError(
+            f"{name} {given} shifts pixels by up to {pixels:g} px, more than the frame's width ({width} px): the "
+            "right eye would be empty. Use a few percent of the width (e.g. 20 px at 1080p, or 2 percent of width)."
+        )
 
 
 def depth_bounds(depth: torch.Tensor) -> tuple[float, float]:

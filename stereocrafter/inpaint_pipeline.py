@@ -162,6 +162,13 @@ class InpaintSettings:
             raise ValueError("decode_chunk, encode_chunk and tile_batch must be >= 1.")
         if self.tiles is not None and min(self.tiles) < 1:
             raise ValueError(f"tiles must be >= 1 per axis, got {self.tiles}.")
+        if self.tiles is not None and self.tiles[0] * self.tiles[1] > self.max_tiles:
+            # Each tile repeats its 128 px overlap: past ~8 per side they are mostly overlap (100x100 at 720p would
+            # denoise 10,000 tiles per chunk, for days).
+            raise ValueError(
+                f"tiles {self.tiles[0]}x{self.tiles[1]} is more than {self.max_tiles} tiles in all; use fewer (2 or "
+                "2x3 are typical) or automatic tiles."
+            )
         if self.decode_tiles is not None and min(self.decode_tiles) < 1:
             raise ValueError(f"decode_tiles must be >= 1 per axis, got {self.decode_tiles}.")
         if self.fit not in ("pad", "crop") or self.pad_mode not in ("reflect", "replicate"):

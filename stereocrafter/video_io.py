@@ -97,6 +97,10 @@ class VideoInfo:
     variable_frame_rate: bool
     audio_streams: int
     window: TrimWindow | None = None
+    #: Counter-clockwise degrees (0, 90, 180, 270) by which :func:`read_frames` turns the stored frames upright (the
+    #: stream's display matrix: phones store portrait video as landscape frames with one); ``width``/``height``
+    #: are those of the upright frames.
+    rotation: int = 0
 
     @property
     def end_time(self) -> float | None:
@@ -200,6 +204,10 @@ def probe_video(path: Path | str, window: TrimWindow | None = None) -> VideoInfo
             bit_depth=_bit_depth(stream),
             audio_streams=len(container.streams.audio),
         )
+        turns = _first_frame_turns(container, stream)
+        if turns % 2:
+            info["width"], info["height"] = info["height"], info["width"]
+        info["rotation"] = 90 * turns
     frame_count = header_frames
     if frame_count <= 0:
         frame_count, varying = _count_packets(path)
@@ -220,12 +228,32 @@ def probe_video(path: Path | str, window: TrimWindow | None = None) -> VideoInfo
     return VideoInfo(path=path, frame_count=frame_count, variable_frame_rate=vfr, window=window, **info)
 
 
-def _to_float(frame: av.VideoFrame, high_bit_depth: bool, out: np.ndarray) -> None:
-    """One decoded frame into ``out`` [H, W, 3] float32 0..1 (16-bit RGB for >8-bit sources: no precision lost)."""
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns (0..3) that make a decoded frame upright, from its display matrix (as
+    players and ffmpeg's autorotate show it); 0 without one, or with a PyAV too old to read it. Flips are ignored."""
+    degrees = getattr(frame, "rotation", 0) or 0
+    return round(degrees / 90) % 4
+
+
+def _first_frame_turns(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """:func:`quarter_turns` of the first frame (the display matrix reaches the frames, not PyAV's stream); 0 when
+    it cannot be decoded (reading reports that)."""
+    try:
+        for frame in container.decode(stream):
+            return quarter_turns(frame)
+    except av.FFmpegError:
+        pass
+    return 0
+
+
+def _to_float(frame: av.VideoFrame, high_bit_depth: bool, out: np.ndarray, turns: int = 0) -> None:
+    """One decoded frame into ``out`` [H, W, 3] float32 0..1 (16-bit RGB for >8-bit sources: no precision lost),
+    turned ``turns`` quarter turns counter-clockwise."""
     if high_bit_depth:
-        np.divide(frame.to_ndarray(format="rgb48le"), np.float32(65535.0), out=out, dtype=np.float32)
+        pixels, scale = frame.to_ndarray(format="rgb48le"), np.float32(65535.0)
     else:
-        np.divide(frame.to_ndarray(format="rgb24"), np.float32(255.0), out=out, dtype=np.float32)
+        pixels, scale = frame.to_ndarray(format="rgb24"), np.float32(255.0)
+    np.divide(np.rot90(pixels, turns) if turns else pixels, scale, out=out, dtype=np.float32)
 
 
 def read_frames(
@@ -257,9 +285,11 @@ def read_frames(
                     if end_pts is not None and frame.pts >= end_pts:
                         break
                 if index >= start:
+                    turns = quarter_turns(frame)  # upright, as players show it (phones' portrait video)
                     if chunk is None:
-                        chunk = np.empty((chunk_frames, frame.height, frame.width, 3), dtype=np.float32)
-                    _to_float(frame, high, chunk[filled])
+                        size = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+                        chunk = np.empty((chunk_frames, *size, 3), dtype=np.float32)
+                    _to_float(frame, high, chunk[filled], turns)
                     filled += 1
                     if filled == chunk_frames:
                         yield torch.from_numpy(chunk)
