@@ -87,7 +87,8 @@ SPLAT_PIXELS = 4 * 1280 * 720
 COMPOSE_FRAMES = 2
 DEPTH_FILE = "depth.mkv"
 
-#: on_progress(stage, frames done, total frames); stage is "depth" (estimation pass) or "stereo".
+#: on_progress(stage, frames done, total frames); stage is "scenes" (shot detection), "depth" (estimation pass) or
+#: "stereo".
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -354,6 +355,7 @@ def _shot_cuts(
     given: list[int] | None,
     work_dir: Path,
     interrupt: Callable[[], None] | None,
+    report: _Progress | None = None,
 ) -> list[int]:
     """The job's cuts: from progress.json on a resume, else the given ones, else detected (one cheap streaming
     decode pass at 256 px wide, before the depth pass, which plans its windows per shot), else none."""
@@ -364,8 +366,11 @@ def _shot_cuts(
             started = time.perf_counter()
 
             def on_frame(seen: int) -> None:
-                if interrupt is not None and seen % 64 == 0:
-                    interrupt()
+                if seen % 64 == 0:
+                    if interrupt is not None:
+                        interrupt()
+                    if report is not None:
+                        report("scenes", seen)
 
             try:
                 cuts, seen = detect_cuts(info.path, info.fps, info.window, settings.cut_threshold, on_frame=on_frame)
@@ -375,6 +380,8 @@ def _shot_cuts(
             cuts = [cut for cut in cuts if cut < info.frame_count]
             logger.info("%d shot(s) in %d frames (%.1f s to find the cuts).", len(cuts) + 1, seen,
                         time.perf_counter() - started)  # fmt: skip
+            if report is not None:
+                report("scenes", seen)
         else:
             cuts = []
         progress["cuts"] = cuts
@@ -581,7 +588,7 @@ def convert_video(
         progress = {"version": PROGRESS_VERSION, "job": job, "depth_range": None, "chunks": []}
     else:
         logger.info("resuming %s after %d finished segments.", output.name, len(progress["chunks"]))
-    cuts = _shot_cuts(info, progress, settings, job.get("scenes"), work_dir, interrupt)
+    cuts = _shot_cuts(info, progress, settings, job.get("scenes"), work_dir, interrupt, report)
     segments = shot_segments(cuts, info.frame_count)
     write_scenes_file(scenes_path(output), cuts, info.frame_count, info.fps, "given" if scenes is not None else
                       "detected" if settings.detect_cuts else "none")  # fmt: skip

@@ -60,7 +60,12 @@ def test_cuts_and_shot_ranges_in_the_job_state_and_sidecar(film, tmp_path):
         assert abs(high - np.percentile(shot, 99.5)) <= 2 / 4096
     assert progress["shot_ranges"][1][1] < 252 / 255  # the stray pixel does not set the range
     assert progress["depth_range"][1] == pytest.approx(1.0, abs=1 / 255)  # min-max still kept (clip mode)
-    convert_video(video, output, depth, ConvertSettings(chunk_frames=8))
+    reports: list[tuple[str, int, int]] = []
+    convert_video(video, output, depth, ConvertSettings(chunk_frames=8), on_progress=lambda *r: reports.append(r))
+    assert ("scenes", 56, 56) not in reports  # a resume does not detect again: the cuts come from progress.json
+    convert_video(video, tmp_path / "again.mp4", depth, ConvertSettings(chunk_frames=8),
+                  on_progress=lambda *r: reports.append(r))  # fmt: skip
+    assert ("scenes", 56, 56) in reports
     sidecar = json.loads(scenes_path(output).read_text())
     assert sidecar["cuts"] == [FIRST_SHOT] and sidecar["source"] == "detected"
 
