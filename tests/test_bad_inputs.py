@@ -214,3 +214,40 @@ def test_truncated_depth_is_blamed(tmp_path) -> None:
     with pytest.raises(ValueError, match="depth") as error:  # the depth's pass may find it first, in its words
         convert_video(source, tmp_path / "out.mp4", depth)
     assert "in.mp4: only" not in str(error.value)  # never blames the complete input
+
+
+# --- depth videos: constant, another size ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "normalization",
+    [
+        "clip",
+        pytest.param(
+            "shot",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="per-shot depth range: a constant depth video still shifts the right eye (0.72 max "
+                "difference on this clip); reported to the shot-depth work",
+            ),
+        ),
+    ],
+)
+def test_constant_depth_gives_no_parallax(tmp_path, caplog, normalization: str) -> None:
+    source = _write(tmp_path / "in.mp4", _moving(4))
+    depth = _write(tmp_path / "depth.mp4", np.full((4, 32, 48, 3), 128, np.uint8))
+    output = convert_video(source, tmp_path / "out.mp4", depth, ConvertSettings(depth_normalization=normalization))
+    packed = torch.cat(list(read_frames(output, 8)))
+    left, right = packed[:, :, :48], packed[:, :, 48:]
+    assert (left - right).abs().max() < 10 / 255  # right eye = left (CRF 18 noise): not black, not shifted
+    assert "constant" in caplog.text
+
+
+def test_depth_of_another_size_is_resized(tmp_path) -> None:
+    source = _write(tmp_path / "in.mp4", _moving(4))
+    small = _write(tmp_path / "small.mp4", _ramp_depth(4, 16, 24))  # half the size of the frames
+    full = _write(tmp_path / "full.mp4", _ramp_depth(4))
+    from_small = torch.cat(list(read_frames(convert_video(source, tmp_path / "a.mp4", small), 8)))
+    from_full = torch.cat(list(read_frames(convert_video(source, tmp_path / "b.mp4", full), 8)))
+    assert from_small.shape == from_full.shape == (4, 32, 96, 3)
+    assert (from_small - from_full).abs().mean() < 4 / 255  # the same ramp, up to resampling
