@@ -239,6 +239,15 @@ def blend_tile_latents(
     return torch.cat(out_rows, dim=-2)
 
 
+def channels_last_video(x: torch.Tensor) -> torch.Tensor:
+    """The same video [B, C, F, H, W] laid out frames, rows, columns, channels in memory, batch outermost: the
+    layout the reference's VAE input has (decoded [T, H, W, C] frames, permuted). Convolution kernels depend on the
+    layout (bf16 results differed by a step on some tile sizes with a contiguous input), so ours matches it."""
+    b, c, f, h, w = x.shape
+    out = torch.empty((b, f, h, w, c), dtype=x.dtype, device=x.device).permute(0, 4, 1, 2, 3)
+    return out.copy_(x)
+
+
 def encode_empty_prompt(
     tokenizer: Any, text_encoder: torch.nn.Module, max_tokens: int = PROMPT_MAX_TOKENS
 ) -> torch.Tensor:
@@ -372,7 +381,7 @@ class StereoCrafter2Pipeline:
 
     def _encode(self, video: torch.Tensor) -> torch.Tensor:
         """[B, 3, F, H, W] in the VAE dtype, [-1, 1] → normalised posterior mode [B, z, f, h, w] in that dtype."""
-        z = self.vae.encode(video).latent_dist.mode()
+        z = self.vae.encode(channels_last_video(video)).latent_dist.mode()
         mean, inv_std = self.latents_mean.to(z.device), 1.0 / self.latents_std.to(z.device)
         return ((z.float() - mean) * inv_std).to(video.dtype)
 
