@@ -177,7 +177,8 @@ class LightDepthPipeline:
                 "(e.g. depth-anything/Depth-Anything-V2-Small-hf); download it again (--download)."
             )
         preprocessor = json.loads((folder / "preprocessor_config.json").read_text())
-        model = AutoModelForDepthEstimation.from_pretrained(folder, dtype=dtype)
+        # No dtype argument (its name changed across transformers versions): __init__ casts the ~100 MB model.
+        model = AutoModelForDepthEstimation.from_pretrained(folder)
         return cls(model, preprocessor, device, dtype)
 
     @staticmethod

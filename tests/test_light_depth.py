@@ -198,3 +198,15 @@ def test_cli_depth_anything_without_any_other_model(tiny_model, tmp_path):
     saved = torch.cat(list(read_frames(depth, 16)))[..., 0]
     assert saved.shape == (10, 48, 64) and saved.std() > 0.01
     assert flicker(saved) < 0.01  # a static clip stays steady through the whole command
+
+
+def test_half_precision_model(tiny_model):
+    pipeline = LightDepthPipeline.from_pretrained(tiny_model, dtype=torch.bfloat16)
+    assert next(pipeline.model.parameters()).dtype == torch.bfloat16
+    frames = torch.rand(2, 42, 56, 3)
+    depth = torch.cat(list(pipeline.stream([frames], 2)))
+    assert depth.shape == (2, 42, 56) and depth.dtype == torch.float32
+    # The raw model output within bf16 rounding of fp32's (the tiny model's output is ~0.5 +- small variations).
+    half = pipeline.relative_depth(frames)
+    full = LightDepthPipeline.from_pretrained(tiny_model).relative_depth(frames)
+    assert half.dtype == torch.float32 and (half - full).abs().mean() < 0.02 * full.abs().mean()
