@@ -35,7 +35,7 @@ import gc
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -437,6 +437,8 @@ class Inpaint2Stream:
         settings: see :class:`Inpaint2Settings`.
         seed: noise seed for a generator on the pipeline's device (ignored when ``generator`` is given).
         progress: called after every denoising step.
+        state: a :meth:`state_dict` of a stream built with the same clip length, size and settings; this stream
+            continues after its :attr:`frames_out` frames (push the input again from frame ``frames_out``).
     """
 
     def __init__(
@@ -450,6 +452,7 @@ class Inpaint2Stream:
         *,
         generator: torch.Generator | None = None,
         progress: ProgressFn | None = None,
+        state: dict[str, Any] | None = None,
     ) -> None:
         settings.validate(pipe.temporal)
         if height < 1 or width < 1:
@@ -480,6 +483,55 @@ class Inpaint2Stream:
         self._fb_start = 0
         self._feedback = torch.zeros(0, 3, self.rows.padded, self.cols.padded)
         self._out: list[torch.Tensor] = []
+        if state is not None:
+            self._load_state(state)
+
+    @property
+    def frames_out(self) -> int:
+        """Frames returned so far; after a restore from state, the frame the caller pushes next."""
+        return self._emitted
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return {"num_frames": self.num_frames, "height": self.height, "width": self.width, **asdict(self.settings)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch.save-able state to continue later: generator state, the next chunk, the outputs the next chunk's
+        overlap takes (padded frames, fp32) and the masks of those frames. A stream built with ``state=`` this
+        continues after :attr:`frames_out`; its outputs equal an uninterrupted run's bit for bit."""
+        keep = self._emitted - self._in_start
+        return {
+            "fingerprint": self._fingerprint(),
+            "generator": self.generator.get_state(),
+            "next_chunk": self._next,
+            "frames_out": self._emitted,
+            "input_start": self._in_start,
+            "masks": self._mask[:keep].cpu().clone(),
+            "feedback_start": self._fb_start,
+            "feedback": self._feedback.clone(),
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        keys = ("fingerprint", "generator", "next_chunk", "frames_out", "input_start", "masks", "feedback")
+        if not isinstance(state, dict) or any(k not in state for k in keys):
+            raise ValueError("state is not an Inpaint2Stream.state_dict(); pass what state_dict() returned.")
+        saved, own = dict(state["fingerprint"]), self._fingerprint()
+        differ = [k for k in own if saved.get(k) != own[k]]
+        if differ:
+            details = ", ".join(f"{k}: saved {saved.get(k)!r}, now {own[k]!r}" for k in differ)
+            raise ValueError(
+                f"state was saved by a stream for another clip or settings ({details}); build the stream with the "
+                "saved num_frames, height, width and settings, or start over without state."
+            )
+        self.generator.set_state(state["generator"])
+        self._next = int(state["next_chunk"])
+        self._emitted = self._pushed = int(state["frames_out"])
+        self._in_start = int(state["input_start"])
+        self._mask = state["masks"].float()
+        # The overlap frames' inputs are replaced by the fed-back outputs: only their masks are still used.
+        self._frames = torch.zeros(len(self._mask), self.height, self.width, 3)
+        self._fb_start, self._feedback = int(state["feedback_start"]), state["feedback"].float()
+        if self._emitted >= self.covered:
+            self.covered = self._emitted
 
     def push(self, warped: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """warped [n, H, W, 3] float 0..1, mask [n, H, W] 0..1 (1 = hole): the next n frames. Returns the frames

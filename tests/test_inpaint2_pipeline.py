@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -203,3 +205,50 @@ def test_missing_base_components_are_named(tmp_path: Path, folders: tuple[Path, 
         check_wan_base(tmp_path / "svd", need_text_encoder=False)
     with pytest.raises(FileNotFoundError, match="TencentARC/StereoCrafter2"):
         find_stereocrafter2_transformer(tmp_path / "svd")
+
+
+# -- resume and numerics
+
+
+def test_resume_equals_an_uninterrupted_run(pipe) -> None:  # noqa: ANN001
+    warped, mask = clip(frames=15)  # chunks [0, 9) and [6, 15): the second takes 3 frames of the first
+    with single_thread():
+        whole = pipe(warped, mask, SMALL, seed=4)
+        first = Inpaint2Stream(pipe, 15, 40, 56, SMALL, seed=4)
+        done = first.push(warped[:11], mask[:11])
+        buffer = io.BytesIO()
+        torch.save(first.state_dict(), buffer)
+        buffer.seek(0)
+        state = torch.load(buffer, weights_only=False)
+        assert first.frames_out == len(done) == 9
+        second = Inpaint2Stream(pipe, 15, 40, 56, SMALL, seed=99, state=state)  # the saved generator wins
+        rest = second.push(warped[second.frames_out :], mask[second.frames_out :])
+    assert torch.equal(torch.cat([done, rest, second.finish()]), whole)
+    with pytest.raises(ValueError, match="steps: saved 2, now 3"):
+        Inpaint2Stream(pipe, 15, 40, 56, replace(SMALL, steps=3), state=state)
+    with pytest.raises(ValueError, match="not an Inpaint2Stream.state_dict"):
+        Inpaint2Stream(pipe, 15, 40, 56, SMALL, state={"next_chunk": 1})
+
+
+def test_transformer_gets_the_shifted_schedule_and_96_control_channels(pipe) -> None:  # noqa: ANN001
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def record(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        seen.append({k: v.clone() for k, v in kwargs.items() if isinstance(v, torch.Tensor)})
+
+    handle = pipe.transformer.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        warped, mask = clip(frames=9)
+        with single_thread():
+            pipe(warped, mask, Inpaint2Settings.reference(1, **_small()), seed=0)
+    finally:
+        handle.remove()
+    assert len(seen) == 2  # one chunk, one tile, two steps, no guidance pass
+    # sigmas 1 and 0.5, shifted by 5: 1 and 5·0.5 / (1 + 4·0.5) = 5/6; timestep = 1000 σ in bf16
+    expected = torch.tensor([1000.0, 5000.0 / 6]).to(torch.bfloat16)
+    assert torch.equal(torch.cat([s["timestep"] for s in seen]), expected)
+    control = seen[0]["control_hidden_states"]
+    assert control.shape == (1, 96, 3, 48 // 8, 64 // 8)  # 40x56 padded to 48x64 (multiples of 16)
+    packed = control[0, 32:].float()  # the 64 mask channels: the hole 8:20 x 30:44 on the latent grid
+    assert packed[:, :, 1:3, 3:6].amax() == 1.0 and packed[:, :, 3:, :].amax() == 0.0
+    assert seen[0]["encoder_hidden_states"].shape == (1, 226, 32)
