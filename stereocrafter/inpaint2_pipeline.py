@@ -47,6 +47,7 @@ from .inpaint_pipeline import binarize_mask, check_inputs, composite, composite_
 logger = logging.getLogger(__name__)
 
 TemporalFit = Literal["pad", "crop"]
+SeamMode = Literal["crossfade", "reference"]
 BASE_REPO = "Wan-AI/Wan2.1-VACE-14B-diffusers"
 TRANSFORMER_REPO = "TencentARC/StereoCrafter2"
 PROMPT_MAX_TOKENS = 226  # the reference's max_sequence_length
@@ -68,6 +69,9 @@ class Inpaint2Settings:
         tile_overlap_px: tile overlap in px, a multiple of 8 (reference 128).
         temporal_fit: ``pad`` (ours: a chunk shorter than ``1 + 4k`` is padded by repeating its last frame) or
             ``crop`` (reference: cut to ``1 + 4k``; frames no chunk covers keep the warped input).
+        seams: ``crossfade`` (ours: a chunk's overlap frames blend linearly from the earlier chunk's outputs to its
+            own, so chunk changes do not jump; frames wait for the next chunk) or ``reference`` (the later chunk's
+            overlap outputs are discarded).
         composite: keep the warped pixels outside a dilated, feathered hole mask (bit-identical there), and feed the
             composited frames back as the next chunk's overlap.
         composite_dilate_px, composite_feather_px: growth of the hole mask, then the width of its soft edge.
@@ -80,14 +84,18 @@ class Inpaint2Settings:
     tiles: tuple[int, int] = (2, 2)
     tile_overlap_px: int = 128
     temporal_fit: TemporalFit = "pad"
+    seams: SeamMode = "crossfade"
     composite: bool = True
     composite_dilate_px: int = 3
     composite_feather_px: int = 3
 
     @classmethod
     def reference(cls, tile_num: int = 2, **overrides: Any) -> Inpaint2Settings:
-        """The reference's behaviour (``--tile_num tile_num``): no composite, chunks cut to ``1 + 4k``."""
-        return replace(cls(tiles=(tile_num, tile_num), temporal_fit="crop", composite=False), **overrides)
+        """The reference's behaviour (``--tile_num tile_num``): no composite, chunks cut to ``1 + 4k``, the later
+        chunk's overlap outputs discarded."""
+        return replace(
+            cls(tiles=(tile_num, tile_num), temporal_fit="crop", seams="reference", composite=False), **overrides
+        )
 
     def validate(self, temporal_stride: int = 4) -> None:
         """Raise a ValueError for out-of-range settings."""
@@ -106,6 +114,8 @@ class Inpaint2Settings:
             raise ValueError(f"tiles must be (rows, cols) >= 1, got {self.tiles}.")
         if self.tile_overlap_px < 0 or self.tile_overlap_px % 8:
             raise ValueError(f"tile_overlap_px must be a multiple of 8 >= 0, got {self.tile_overlap_px}.")
+        if self.seams not in ("crossfade", "reference"):
+            raise ValueError(f"seams must be 'crossfade' or 'reference', got {self.seams!r}.")
         if self.temporal_fit not in ("pad", "crop"):
             raise ValueError(f"temporal_fit must be 'pad' or 'crop', got {self.temporal_fit!r}.")
         if self.composite_dilate_px < 0 or self.composite_feather_px < 0:
@@ -606,18 +616,33 @@ class Inpaint2Stream:
         del latents
         gc.collect()
         frames = frames[0].permute(1, 0, 2, 3).cpu()[: chunk.end - chunk.start]  # [n, 3, H', W'], padding dropped
-        out = frames[:, :, : self.height, : self.width].permute(0, 2, 3, 1)
+        h, w = self.height, self.width
         if s.composite:
             alpha = composite_alpha(binarize_mask(raw_mask.cpu()), s.composite_dilate_px, s.composite_feather_px)
-            out = composite(raw.cpu(), out, alpha)
-            frames[:, :, : self.height, : self.width] = out.permute(0, 3, 1, 2)
-        self._out.append(out[overlap:].to(self._out_device))
-        self._emitted += len(out) - overlap
-        # Keep what later chunks need: inputs from the next start, outputs from there on for the overlap.
+            new = frames[overlap:, :, :h, :w].permute(0, 2, 3, 1)
+            frames[overlap:, :, :h, :w] = composite(raw[overlap:].cpu(), new, alpha[overlap:]).permute(0, 3, 1, 2)
+        if overlap:
+            a = chunk.start - self._fb_start
+            prev = self._feedback[a : a + overlap]  # the overlap's final frames so far (what conditioned this chunk)
+            if s.seams == "crossfade":
+                mine = frames[:overlap].clone()
+                if s.composite:  # outside the holes the previous frames are the warped pixels already
+                    cur = composite(
+                        prev[:, :, :h, :w].permute(0, 2, 3, 1), mine[:, :, :h, :w].permute(0, 2, 3, 1), alpha[:overlap]
+                    )
+                    mine[:, :, :h, :w] = cur.permute(0, 3, 1, 2)
+                ramp = (torch.arange(1, overlap + 1) / (overlap + 1)).view(-1, 1, 1, 1)
+                frames[:overlap] = torch.lerp(prev, mine, ramp)
+            else:
+                frames[:overlap] = prev
+        # Frames up to the next chunk's start are final (with crossfade; all of this chunk's without), the rest of
+        # this chunk is kept for the next one: its overlap's conditioning and blend.
         nxt = self.chunks[index + 1].start if index + 1 < len(self.chunks) else chunk.end
-        fb = torch.cat([self._feedback[max(0, chunk.start - self._fb_start) :][:overlap], frames[overlap:]])
-        fb_start = chunk.start
-        self._feedback, self._fb_start = fb[nxt - fb_start :], nxt
+        hold = nxt if s.seams == "crossfade" else chunk.end
+        emit = frames[self._emitted - chunk.start : hold - chunk.start, :, :h, :w].permute(0, 2, 3, 1)
+        self._out.append(emit.to(self._out_device))
+        self._emitted = hold
+        self._feedback, self._fb_start = frames[nxt - chunk.start :], nxt
         self._frames, self._mask = self._frames[nxt - self._in_start :], self._mask[nxt - self._in_start :]
         self._in_start = nxt
 

@@ -220,10 +220,18 @@ def test_resume_equals_an_uninterrupted_run(pipe) -> None:  # noqa: ANN001
         torch.save(first.state_dict(), buffer)
         buffer.seek(0)
         state = torch.load(buffer, weights_only=False)
-        assert first.frames_out == len(done) == 9
+        assert first.frames_out == len(done) == 6  # crossfade: frames 6..8 wait for the second chunk
         second = Inpaint2Stream(pipe, 15, 40, 56, SMALL, seed=99, state=state)  # the saved generator wins
         rest = second.push(warped[second.frames_out :], mask[second.frames_out :])
     assert torch.equal(torch.cat([done, rest, second.finish()]), whole)
+    with single_thread():  # reference seams: the first chunk's frames are all final, the restore re-feeds 6..8
+        plain = replace(SMALL, seams="reference")
+        whole = pipe(warped, mask, plain, seed=4)
+        first = Inpaint2Stream(pipe, 15, 40, 56, plain, seed=4)
+        done = first.push(warped[:11], mask[:11])
+        second = Inpaint2Stream(pipe, 15, 40, 56, plain, state=first.state_dict())
+        rest = second.push(warped[9:], mask[9:])
+    assert len(done) == 9 and torch.equal(torch.cat([done, rest]), whole)
     with pytest.raises(ValueError, match="steps: saved 2, now 3"):
         Inpaint2Stream(pipe, 15, 40, 56, replace(SMALL, steps=3), state=state)
     with pytest.raises(ValueError, match="not an Inpaint2Stream.state_dict"):
@@ -252,3 +260,17 @@ def test_transformer_gets_the_shifted_schedule_and_96_control_channels(pipe) -> 
     packed = control[0, 32:].float()  # the 64 mask channels: the hole 8:20 x 30:44 on the latent grid
     assert packed[:, :, 1:3, 3:6].amax() == 1.0 and packed[:, :, 3:, :].amax() == 0.0
     assert seen[0]["encoder_hidden_states"].shape == (1, 226, 32)
+
+
+def test_crossfade_changes_only_the_overlap(pipe) -> None:  # noqa: ANN001
+    warped, mask = clip(frames=15)  # chunks [0, 9) and [6, 15)
+    with single_thread():
+        faded = pipe(warped, mask, SMALL, seed=5)
+        cut = pipe(warped, mask, replace(SMALL, seams="reference"), seed=5)
+    assert torch.equal(faded[:6], cut[:6])  # only the first chunk
+    assert torch.equal(faded[9:], cut[9:])  # the second chunk, conditioned on the same first-chunk frames
+    for t in range(6, 9):  # blended towards the second chunk's frames
+        assert not torch.equal(faded[t], cut[t])
+    far = torch.ones_like(mask, dtype=torch.bool)
+    far[:, 2:26, 24:50] = False
+    assert torch.equal(faded[far], warped[far])  # the composite holds through the blend
