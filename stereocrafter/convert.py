@@ -606,7 +606,8 @@ def convert_video(
     elif progress["depth_range"] is None:
         ranges = ShotRangeAccumulator(segments, settings.depth_percentiles) if per_shot else None
         progress["depth_range"] = list(depth_range(depth_path, settings.chunk_frames, depth_trim, ranges))
-        progress["shot_ranges"] = ranges.finish() if ranges is not None else None
+        # A depth video shorter than its header is named by the stereo pass, which reads both files in lockstep.
+        progress["shot_ranges"] = ranges.finish(complete=False) if ranges is not None else None
         _write_json(work_dir / "progress.json", progress)
     bounds = tuple(progress["depth_range"])
     if bounds[1] - bounds[0] <= 1e-12 * max(1.0, abs(bounds[1])):

@@ -55,10 +55,17 @@ class ShotRangeAccumulator:
                 self.ranges.append(histogram_range(self._hist, self.percentiles))
                 self._hist.zero_()
 
-    def finish(self) -> list[Range]:
-        """The ranges of all shots; ValueError when fewer frames than the shots cover were added."""
+    def finish(self, complete: bool = True) -> list[Range]:
+        """The ranges of all shots; ValueError when fewer frames than the shots cover were added, unless not
+        ``complete`` is asked for: then the shot in progress gets the range of its frames so far and later shots
+        its range too (a caller that reports the short source itself, with its name, checks the count later)."""
         if len(self.ranges) != len(self.segments):
-            raise ValueError(f"the depth ended at frame {self._frame}, before the shots' end {self.segments[-1][1]}.")
+            if complete:
+                raise ValueError(
+                    f"the depth ended at frame {self._frame}, before the shots' end {self.segments[-1][1]}."
+                )
+            last = histogram_range(self._hist, self.percentiles) if self._hist.any() else (self.ranges or [(0, 1)])[-1]
+            self.ranges += [last] * (len(self.segments) - len(self.ranges))
         return self.ranges
 
 

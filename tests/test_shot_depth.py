@@ -49,3 +49,10 @@ def test_normalize_per_frame_clamps_and_flat_is_half():
     out = normalize_per_frame(depth, bounds)
     assert out[0, 0].tolist() == pytest.approx([0.0, 0.75, 1.0])
     assert out[1, 0].tolist() == [0.5, 0.5, 0.5]
+
+
+def test_a_short_source_can_be_left_to_the_caller_to_report():
+    acc = ShotRangeAccumulator([(0, 3), (3, 6), (6, 9)])
+    acc.add(torch.linspace(0, 1, 4 * 100).view(4, 10, 10))  # shot 1 and one frame of shot 2
+    ranges = acc.finish(complete=False)
+    assert len(ranges) == 3 and ranges[2] == ranges[1] and ranges[1][0] > ranges[0][1] - 0.01
