@@ -274,3 +274,15 @@ def test_crossfade_changes_only_the_overlap(pipe) -> None:  # noqa: ANN001
     far = torch.ones_like(mask, dtype=torch.bool)
     far[:, 2:26, 24:50] = False
     assert torch.equal(faded[far], warped[far])  # the composite holds through the blend
+
+
+def test_group_offload_gives_the_same_frames(folders: tuple[Path, Path], pipe) -> None:  # noqa: ANN001
+    base, sc2 = folders
+    offloaded = load_stereocrafter2(sc2, base, offload="group")  # CPU to CPU here: the hooks' path, same numbers
+    assert offloaded.device == torch.device("cpu")
+    assert hasattr(offloaded.transformer.blocks[0], "_diffusers_hook")  # diffusers' offload hooks are installed
+    warped, mask = clip(frames=9)
+    with single_thread():
+        assert torch.equal(offloaded(warped, mask, SMALL, seed=0), pipe(warped, mask, SMALL, seed=0))
+    with pytest.raises(ValueError, match="offload must be"):
+        load_stereocrafter2(sc2, base, offload="disk")
