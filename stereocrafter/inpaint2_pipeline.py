@@ -19,14 +19,18 @@ Reference numerics (StereoCrafter2's ``inpainting_inference.py``), step by step:
    once (latents de-normalised), ``x / 2 + 0.5`` clamped; everything bf16.
 
 Improvements, each a switch (:meth:`Inpaint2Settings.reference` turns them off): the warped pixels kept outside the
-holes (``composite``, also fed back as the next chunk's overlap), and short clips padded to ``1 + 4k`` frames by
-repeating the last frame (``temporal_fit='pad'``) instead of dropping their last frames (the reference returns
-fewer frames than it was given when a clip shorter than a chunk is not ``1 + 4k`` long; ``crop`` keeps the warped
-input there). The empty-prompt embedding is computed once at load (optionally cached on disk); the text encoder is
-freed before the transformer runs.
+holes (``composite``, also fed back as the next chunk's overlap); chunk overlaps cross-faded from the earlier chunk's
+frames to the later one's (``seams``; the reference discards the later chunk's); short clips padded to ``1 + 4k``
+frames by repeating the last frame (``temporal_fit='pad'``) instead of dropping their last frames (the reference
+returns fewer frames than it was given when a clip shorter than a chunk is not ``1 + 4k`` long; ``crop`` keeps the
+warped input there). The empty-prompt embedding is computed once at load (optionally cached on disk); the text
+encoder is freed before the transformer is loaded. ``load_stereocrafter2(offload='group')`` streams the
+transformer's blocks from the CPU (diffusers' group offloading).
 
-:class:`Inpaint2Stream` takes a clip of known length in pushes of any size; :meth:`StereoCrafter2Pipeline.__call__`
-pushes the whole clip through one.
+:class:`Inpaint2Stream` takes a clip of known length in pushes of any size, resumably (``state_dict``);
+:meth:`StereoCrafter2Pipeline.__call__` pushes the whole clip through one. The VAE input is laid out as the
+reference's (:func:`channels_last_video`): bf16 convolutions depend on it; with it the outputs on the CPU are identical
+to the reference's on the same tiny weights and noise (bench/compare_stereocrafter2_reference.py; GPU not checked).
 """
 
 from __future__ import annotations
