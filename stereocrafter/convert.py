@@ -30,7 +30,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -46,7 +46,13 @@ from .hole_fill import fill_holes
 from .job_lock import JobLock
 from .packing import LAYOUT_SUFFIXES, LAYOUTS, RESIZE_FILTERS, Layout, ResizeFilter, pack_stereo
 from .scenes import check_cuts, detect_cuts, scenes_path, shot_segments, split_by_segments, write_scenes_file
-from .shot_depth import ShotRangeAccumulator, frame_ranges, normalize_per_frame
+from .shot_depth import (
+    ShotRangeAccumulator,
+    frame_convergence,
+    frame_ranges,
+    normalize_per_frame,
+    shot_convergence,
+)
 from .spatial_media import inject_vr180, vr180_sbs
 from .stereo_warp import WarpSettings, depth_channels_mean, warp_to_right_eye
 from .video_io import (
@@ -71,6 +77,8 @@ logger = logging.getLogger(__name__)
 
 HoleMode = Literal["fill", "black"]
 HOLE_MODES: tuple[HoleMode, ...] = ("fill", "black")
+ConvergenceMode = Literal["fixed", "shot"]
+CONVERGENCE_MODES: tuple[ConvergenceMode, ...] = ("fixed", "shot")
 DepthNormalization = Literal["shot", "clip"]
 DEPTH_NORMALIZATIONS: tuple[DepthNormalization, ...] = ("shot", "clip")
 OutputLayout = Layout | Literal["anaglyph", "vr180"]
@@ -154,6 +162,9 @@ class ConvertSettings:
     depth_normalization: DepthNormalization = "shot"
     depth_percentiles: tuple[float, float] = (0.5, 99.5)
     shot_transition_frames: int = 12
+    #: "fixed": the screen plane at ``warp.convergence``; "shot": at each shot's median depth (half of its pixels in
+    #: front of the screen, half behind), eased across cuts like the range (needs ``depth_normalization="shot"``).
+    convergence_mode: ConvergenceMode = "fixed"
     #: Find hard cuts (PySceneDetect) when no cut list is given; DepthCrafter windows, inpainting chunks and the
     #: per-shot depth range restart at each.
     detect_cuts: bool = True
@@ -177,6 +188,7 @@ class ConvertSettings:
             "disparity_unit": (self.warp.disparity_unit, DISPARITY_UNITS),
             "codec": (self.codec, tuple(CODECS)),
             "depth_normalization": (self.depth_normalization, DEPTH_NORMALIZATIONS),
+            "convergence_mode": (self.convergence_mode, CONVERGENCE_MODES),
             "hw_encode": (self.hw_encode, HARDWARE_MODES),
             "pix_fmt": (self.pix_fmt, (None, *PIX_FMTS)),
             "holes": (self.holes, HOLE_MODES),
@@ -197,6 +209,8 @@ class ConvertSettings:
         low, high = self.depth_percentiles
         if not 0 <= low < high <= 100:
             raise ValueError(f"depth_percentiles must be 0 <= low < high <= 100, got {self.depth_percentiles}.")
+        if self.convergence_mode == "shot" and self.depth_normalization != "shot":
+            raise ValueError('convergence_mode "shot" needs depth_normalization "shot" (it uses the shots\' depth).')
         if self.shot_transition_frames < 0:
             raise ValueError(f"shot_transition_frames must be >= 0, got {self.shot_transition_frames}.")
         if not self.cut_threshold > 0:
@@ -602,12 +616,14 @@ def convert_video(
                                          ranges)  # fmt: skip
             progress["depth_range"] = list(bounds)
             progress["shot_ranges"] = ranges.finish() if ranges is not None else None
+            progress["shot_medians"] = ranges.medians if ranges is not None else None
             _write_json(work_dir / "progress.json", progress)
     elif progress["depth_range"] is None:
         ranges = ShotRangeAccumulator(segments, settings.depth_percentiles) if per_shot else None
         progress["depth_range"] = list(depth_range(depth_path, settings.chunk_frames, depth_trim, ranges))
         # A depth video shorter than its header is named by the stereo pass, which reads both files in lockstep.
         progress["shot_ranges"] = ranges.finish(complete=False) if ranges is not None else None
+        progress["shot_medians"] = ranges.medians if ranges is not None else None
         _write_json(work_dir / "progress.json", progress)
     bounds = tuple(progress["depth_range"])
     if bounds[1] - bounds[0] <= 1e-12 * max(1.0, abs(bounds[1])):
@@ -617,6 +633,8 @@ def convert_video(
     job_run.depth_trim = depth_trim
     job_run.cuts, job_run.segments = cuts, segments
     job_run.shot_ranges = progress.get("shot_ranges") if per_shot else None
+    if settings.convergence_mode == "shot":
+        job_run.convergence = shot_convergence(progress["shot_ranges"], progress["shot_medians"])
     with _measured_pass("stereo", info.frame_count - job_run.done, on_pass_done) as stats:
         done = job_run.run(inpaint, report, on_chunk_done, interrupt, stats)
     if done != info.frame_count:
@@ -732,6 +750,23 @@ class _StereoPass:
         self.cuts: list[int] = []  # first frames of new shots: inpainting chunks restart there
         self.segments: list[tuple[int, int]] = [(0, info.frame_count)]
         self.shot_ranges: list[list[float]] | None = None  # per-shot depth ranges (None: the clip's ``bounds``)
+        self.convergence: list[float] | None = None  # per-shot screen planes (None: settings.warp.convergence)
+
+    def _splat(
+        self, left: torch.Tensor, depth: torch.Tensor, bounds: tuple[float, float], first: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """splat_chunk of frames [first, first + n), frame by frame with automatic convergence (each frame its own
+        screen plane; at 1080p and up the splat runs one frame per call anyway)."""
+        if self.convergence is None:
+            return splat_chunk(left, depth, self.settings, bounds, self.device)
+        planes = frame_convergence(self.segments, self.convergence, first, left.shape[0],
+                                   self.settings.shot_transition_frames)  # fmt: skip
+        views = []
+        for k in range(left.shape[0]):
+            warp = replace(self.settings.warp, convergence=float(planes[k]))
+            views.append(splat_chunk(left[k : k + 1], depth[k : k + 1], replace(self.settings, warp=warp), bounds,
+                                     self.device))  # fmt: skip
+        return torch.cat([v[0] for v in views]), torch.cat([v[1] for v in views])
 
     def _normalized(self, depth: torch.Tensor, first: int) -> tuple[torch.Tensor, tuple[float, float]]:
         """(depth, range to splat it with) of frames [first, first + n): with per-shot ranges the depth is
@@ -796,7 +831,7 @@ class _StereoPass:
                 interrupt()
             position += left.shape[0]
             depth, bounds = self._normalized(depth, position - left.shape[0])
-            right, occlusion = splat_chunk(left, depth, self.settings, bounds, self.device)
+            right, occlusion = self._splat(left, depth, bounds, position - left.shape[0])
             if stream is None:
                 if self.settings.holes == "fill":  # no model fills them: the background beside each hole does
                     right = fill_holes(right.to(self.device), occlusion.to(self.device)).cpu()

@@ -38,6 +38,7 @@ class ShotRangeAccumulator:
             raise ValueError(f"depth percentiles must satisfy 0 <= low < high <= 100, got {percentiles}.")
         self.segments, self.percentiles = list(segments), (low, high)
         self.ranges: list[Range] = []
+        self.medians: list[float] = []  # each shot's median depth (raw units), for automatic convergence
         self._hist = torch.zeros(BINS, dtype=torch.float64)
         self._frame = 0
 
@@ -53,6 +54,7 @@ class ShotRangeAccumulator:
             at, self._frame = at + take, self._frame + take
             if self._frame == end:
                 self.ranges.append(histogram_range(self._hist, self.percentiles))
+                self.medians.append(histogram_median(self._hist))
                 self._hist.zero_()
 
     def finish(self, complete: bool = True) -> list[Range]:
@@ -65,6 +67,8 @@ class ShotRangeAccumulator:
                     f"the depth ended at frame {self._frame}, before the shots' end {self.segments[-1][1]}."
                 )
             last = histogram_range(self._hist, self.percentiles) if self._hist.any() else (self.ranges or [(0, 1)])[-1]
+            median = histogram_median(self._hist) if self._hist.any() else (self.medians or [0.5])[-1]
+            self.medians += [median] * (len(self.segments) - len(self.medians))
             self.ranges += [last] * (len(self.segments) - len(self.ranges))
         return self.ranges
 
@@ -82,6 +86,44 @@ def histogram_range(hist: torch.Tensor, percentiles: tuple[float, float]) -> Ran
     bins = hist.numel()
     low_bin, high_bin = min(low_bin, bins - 1), min(max(high_bin, low_bin), bins - 1)
     return low_bin / bins, (high_bin + 1) / bins
+
+
+def histogram_median(hist: torch.Tensor) -> float:
+    """The median of a [BINS] histogram over 0..1 (the centre of the bin where half the values are reached)."""
+    total = float(hist.sum())
+    if total == 0:
+        return 0.5
+    at = int(torch.searchsorted(torch.cumsum(hist, 0) / total, 0.5))
+    return (min(at, hist.numel() - 1) + 0.5) / hist.numel()
+
+
+def shot_convergence(ranges: Sequence[Range], medians: Sequence[float]) -> list[float]:
+    """Each shot's median depth in its own normalised range (0..1; 0.5 for a flat shot): the screen plane of
+    automatic convergence, so half of the shot's pixels come out in front of the screen and half behind."""
+    out = []
+    for (low, high), median in zip(ranges, medians, strict=True):
+        out.append(0.5 if high - low <= 1e-12 else min(max((median - low) / (high - low), 0.0), 1.0))
+    return out
+
+
+def frame_convergence(
+    segments: Sequence[Segment], convergence: Sequence[float], first: int, count: int, transition_frames: int
+) -> torch.Tensor:
+    """Per-frame convergence [count] float64 for frames [first, first + count): each shot's value, moving linearly
+    from the previous shot's over its first ``transition_frames`` frames (as :func:`frame_ranges` eases the range),
+    so the screen plane glides instead of jumping at a cut."""
+    values = torch.tensor(convergence, dtype=torch.float64)
+    starts = torch.tensor([s for s, _ in segments])
+    frames = torch.arange(first, first + count)
+    shot = torch.searchsorted(starts, frames, right=True) - 1
+    eased = values[shot].clone()
+    if transition_frames > 0:
+        into = (frames - starts[shot]).double()
+        easing = (shot > 0) & (into < transition_frames)
+        weight = (into[easing] + 1) / (transition_frames + 1)
+        previous = values[shot[easing] - 1]
+        eased[easing] = previous + weight * (values[shot[easing]] - previous)
+    return eased
 
 
 def frame_ranges(

@@ -183,3 +183,39 @@ def test_resume_with_cuts_and_inpainting_is_the_uninterrupted_run(models, source
     packed.clear()
     convert_video(source, tmp_path / "fresh.mp4", None, SETTINGS, **run)
     assert torch.equal(resumed, torch.cat(packed))
+
+
+@needs_clip
+def test_automatic_convergence_follows_each_shots_median(tmp_path, monkeypatch):
+    """Shot 1 mostly far (depth = rows²), shot 2 mostly near (sqrt(rows)): the screen plane sits at each shot's
+    median normalised depth (numpy's median and percentiles of the decoded depth), gliding over 4 frames."""
+    frames = two_shot_frames(160, 90)
+    rows = np.linspace(0, 1, 90)[:, None, None] * np.ones((1, 160, 3))
+    depth = np.stack([rows**2 * 255 if k < FIRST_SHOT else np.sqrt(rows) * 255 for k in range(frames.shape[0])])
+    _encode(tmp_path / "in.mp4", frames)
+    _encode(tmp_path / "depth.mp4", np.round(depth).astype(np.uint8))
+    planes: list[float] = []
+    real = convert_module.splat_chunk
+
+    def splat_chunk(left, depth, settings, bounds, device):
+        planes.extend([settings.warp.convergence] * left.shape[0])
+        return real(left, depth, settings, bounds, device)
+
+    monkeypatch.setattr(convert_module, "splat_chunk", splat_chunk)
+    settings = ConvertSettings(chunk_frames=8, convergence_mode="shot", shot_transition_frames=4)
+    convert_video(tmp_path / "in.mp4", tmp_path / "out.mp4", tmp_path / "depth.mp4", settings)
+    decoded = torch.cat(list(read_frames(tmp_path / "depth.mp4", 64))).mean(-1).numpy()
+    expected = []
+    for shot in (decoded[:FIRST_SHOT], decoded[FIRST_SHOT:]):
+        low, median, high = np.percentile(shot, [0.5, 50, 99.5])
+        expected.append((median - low) / (high - low))
+    assert expected[0] < 0.35 and expected[1] > 0.6  # the clip is what the test says
+    assert len(planes) == 56
+    # Within one row's depth step (~0.012 here): with 90 rows the median lies between two rows' values, where numpy
+    # interpolates and the histogram takes the row reaching half of the pixels.
+    assert planes[:FIRST_SHOT] == pytest.approx([expected[0]] * FIRST_SHOT, abs=0.012)
+    assert planes[FIRST_SHOT + 4 :] == pytest.approx([expected[1]] * (56 - FIRST_SHOT - 4), abs=0.012)
+    gliding = planes[FIRST_SHOT - 1 : FIRST_SHOT + 5]
+    assert all(a < b for a, b in zip(gliding, gliding[1:], strict=False))
+    with pytest.raises(ValueError, match='needs depth_normalization "shot"'):
+        ConvertSettings(convergence_mode="shot", depth_normalization="clip").validate()
