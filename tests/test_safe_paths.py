@@ -221,9 +221,11 @@ print("PROBE " + json.dumps(report))
 """
 
 
-def test_convert_node_paths_in_comfyui(comfy: dict[str, Path]) -> None:
-    """The convert node's own path functions with ComfyUI's real folder_paths (set to temporary folders)."""
-    comfy_dir = REPO_ROOT / ".cache" / "comfyui"
+@pytest.mark.parametrize("tree", ["comfyui", "comfyui-0.33"])
+def test_convert_node_paths_in_comfyui(comfy: dict[str, Path], tree: str) -> None:
+    """The convert node's own path functions with ComfyUI's real folder_paths (set to temporary folders), in each
+    installed ComfyUI (0.3.75 in .cache/comfyui, 0.33 in .cache/comfyui-0.33)."""
+    comfy_dir = REPO_ROOT / ".cache" / tree
     if not (comfy_dir / "main.py").is_file():
         pytest.skip(f"ComfyUI is not installed in {comfy_dir}")
     env = {**os.environ, "PYTHONPATH": str(comfy_dir / ".sc3d-site-packages"), "OMP_NUM_THREADS": "1"}
