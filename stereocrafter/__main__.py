@@ -137,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--convergence", type=float, default=0.5, help="depth on the screen plane, 0..1")
     group.add_argument("--auto-convergence", action="store_true", help="put the screen plane at each shot's median "
                        "depth (eased across cuts) instead of --convergence")  # fmt: skip
+    group.add_argument("--max-parallax", type=float, metavar="PERCENT", help="comfort limit: total parallax "
+                       "(nearest to farthest) at most this %% of the width, lowering --max-disparity")  # fmt: skip
     group = parser.add_argument_group("inpainting")
     group.add_argument("--no-inpaint", action="store_true", help="no StereoCrafter: the holes are filled as --holes "
                        "says (no model)")  # fmt: skip
@@ -221,6 +223,7 @@ def _settings(args: argparse.Namespace) -> ConvertSettings:
         holes=args.holes,
         depth_normalization=args.depth_range,
         convergence_mode="shot" if args.auto_convergence else "fixed",
+        max_parallax_percent=args.max_parallax,
         cut_threshold=args.cut_threshold,
         pix_fmt=args.pix_fmt,
         vr180_fov=args.vr180_fov,

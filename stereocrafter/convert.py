@@ -40,7 +40,7 @@ import torch
 
 from .anaglyph import ANAGLYPH_METHODS, AnaglyphMethod, make_anaglyph
 from .depth_file import DepthFileWriter, read_depth_file
-from .disparity import DISPARITY_UNITS, check_disparity_fits, depth_bounds
+from .disparity import DISPARITY_UNITS, check_disparity_fits, depth_bounds, max_disparity_pixels
 from .encoders import HARDWARE_MODES, PIX_FMTS, Encoder, Hardware, choose_encoder
 from .hole_fill import fill_holes
 from .job_lock import JobLock
@@ -165,6 +165,9 @@ class ConvertSettings:
     #: "fixed": the screen plane at ``warp.convergence``; "shot": at each shot's median depth (half of its pixels in
     #: front of the screen, half behind), eased across cuts like the range (needs ``depth_normalization="shot"``).
     convergence_mode: ConvergenceMode = "fixed"
+    #: Comfort limit: the total parallax (nearest to farthest point, 2 × max_disparity) at most this percentage of
+    #: the frame width; a larger max_disparity is lowered to it (logged). None: no limit.
+    max_parallax_percent: float | None = None
     #: Find hard cuts (PySceneDetect) when no cut list is given; DepthCrafter windows, inpainting chunks and the
     #: per-shot depth range restart at each.
     detect_cuts: bool = True
@@ -211,6 +214,8 @@ class ConvertSettings:
             raise ValueError(f"depth_percentiles must be 0 <= low < high <= 100, got {self.depth_percentiles}.")
         if self.convergence_mode == "shot" and self.depth_normalization != "shot":
             raise ValueError('convergence_mode "shot" needs depth_normalization "shot" (it uses the shots\' depth).')
+        if self.max_parallax_percent is not None and not 0 < self.max_parallax_percent <= 100:
+            raise ValueError(f"max_parallax_percent must be within 0..100, got {self.max_parallax_percent}.")
         if self.shot_transition_frames < 0:
             raise ValueError(f"shot_transition_frames must be >= 0, got {self.shot_transition_frames}.")
         if not self.cut_threshold > 0:
@@ -345,6 +350,22 @@ def _prepare_work_dir(work_dir: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise OSError(f"cannot write next to the output ({work_dir.parent}): {exc.strerror or exc}.") from exc
+
+
+def comfort_limited(settings: ConvertSettings, width: int) -> ConvertSettings:
+    """``settings`` with max_disparity lowered (in pixels) so that the total parallax 2 × max_disparity is at most
+    ``max_parallax_percent`` of ``width``; unchanged without a limit or within it."""
+    if settings.max_parallax_percent is None:
+        return settings
+    pixels = max_disparity_pixels(settings.warp.max_disparity, settings.warp.disparity_unit, width)
+    limit = settings.max_parallax_percent / 100 * width / 2
+    if pixels <= limit:
+        return settings
+    logger.info(
+        "max_disparity %.1f px gives a total parallax of %.1f %% of the width; lowered to %.1f px (the comfort "
+        "limit of %.3g %%).", pixels, 200 * pixels / width, limit, settings.max_parallax_percent,
+    )  # fmt: skip
+    return replace(settings, warp=replace(settings.warp, max_disparity=limit, disparity_unit="pixels"))
 
 
 def depth_range(
@@ -566,6 +587,7 @@ def convert_video(
     input_path = Path(input_path)
     depth_path = Path(depth) if depth is not None else None
     info = probe_video(input_path, trim)
+    settings = comfort_limited(settings, info.width)
     _check_sources(info, depth_path, depth_model, settings, depth_trim)
     output = resolve_output_path(input_path, output, settings.layout)
     output_format(output)

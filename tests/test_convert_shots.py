@@ -219,3 +219,33 @@ def test_automatic_convergence_follows_each_shots_median(tmp_path, monkeypatch):
     assert all(a < b for a, b in zip(gliding, gliding[1:], strict=False))
     with pytest.raises(ValueError, match='needs depth_normalization "shot"'):
         ConvertSettings(convergence_mode="shot", depth_normalization="clip").validate()
+
+
+def test_comfort_limit_lowers_the_parallax_to_a_share_of_the_width():
+    from stereocrafter.convert import comfort_limited
+    from stereocrafter.stereo_warp import WarpSettings
+
+    wide = ConvertSettings(WarpSettings(max_disparity=3, disparity_unit="percent of width"), max_parallax_percent=4)
+    limited = comfort_limited(wide, 1920)  # 3 % = 57.6 px each way = 6 % in all > 4 %: 38.4 px
+    assert (limited.warp.max_disparity, limited.warp.disparity_unit) == (pytest.approx(38.4), "pixels")
+    within = ConvertSettings(WarpSettings(max_disparity=20), max_parallax_percent=4)
+    assert comfort_limited(within, 1920) is within  # 40 px in all = 2.1 %
+    assert comfort_limited(ConvertSettings(), 100) == ConvertSettings()  # no limit
+    with pytest.raises(ValueError, match="max_parallax_percent must be within 0..100"):
+        ConvertSettings(max_parallax_percent=0).validate()
+
+
+@needs_clip
+def test_cli_max_parallax_reaches_the_splat(film, tmp_path, monkeypatch):
+    video, depth = film
+    seen: list[tuple[float, str]] = []
+    real = convert_module.splat_chunk
+
+    def splat_chunk(left, depth, settings, bounds, device):
+        seen.append((settings.warp.max_disparity, settings.warp.disparity_unit))
+        return real(left, depth, settings, bounds, device)
+
+    monkeypatch.setattr(convert_module, "splat_chunk", splat_chunk)
+    args = [str(video), "-o", str(tmp_path / "o.mp4"), "--depth", str(depth), "--no-inpaint", "--scenes", "none"]
+    assert main([*args, "--max-disparity", "20", "--max-parallax", "5"]) == 0  # 160 px wide: 8 px in all
+    assert set(seen) == {(4.0, "pixels")}
