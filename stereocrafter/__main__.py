@@ -201,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace an existing file at the output (without it such a file is refused, and a finished output of "
         "the same job is left as it is)",
     )
+    group = parser.add_argument_group("parallel (stereocrafter/parallel.py: shot-aligned parts, joined in order)")
+    group.add_argument("--gpus", help="one worker per GPU: all, N (the first N) or a list such as 0,2")
+    group.add_argument("--workers", type=int, help="worker processes without --gpus (CPU), or Ray actors with --ray")
+    group.add_argument("--ray", metavar="ADDRESS", help="run the parts on a Ray cluster (auto, HOST:6379, "
+                       "ray://HOST:10001; local: a new local one); paths must be the same on every node")  # fmt: skip
+    group.add_argument("--part-frames", type=int, default=1000, help="frames per part: whole shots are grouped "
+                       "until a part has this many (default 1000)")  # fmt: skip
+    group.add_argument("--split-shots", type=int, metavar="FRAMES", help="also split shots longer than this inside "
+                       "the shot (not seam-free: depth windows and range restart there)")  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="log every segment")
     parser.add_argument("--stats", type=Path, help="write each pass's time and GPU memory peaks here as JSON")
     return parser
@@ -422,6 +431,29 @@ def _progress_reporter() -> tuple[ProgressFn, Callable[[], None]]:
     return (with_tqdm if tqdm is not None else with_log), close
 
 
+def _main_parallel(args: argparse.Namespace, argv: list[str]) -> int:
+    """--gpus / --workers / --ray: the conversion as shot-aligned parts on several workers (:mod:`.parallel`)."""
+    from .parallel import CliStages, convert_parallel, resolve_gpus
+
+    try:
+        gpus = resolve_gpus(args.gpus, torch.cuda.device_count()) if args.gpus is not None else []
+        stages = None if args.depth is not None and args.no_inpaint else CliStages(tuple(argv))  # no models
+        output = convert_parallel(
+            args.input, args.output, args.depth, _settings(args), stages=stages,
+            workers=args.workers, gpus=gpus, ray_address=None if args.ray in (None, "local") else args.ray,
+            use_ray=args.ray is not None, device=args.device, scenes=_scenes(args), part_frames=args.part_frames,
+            max_part_frames=args.split_shots, overwrite=args.overwrite,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        logger.error("interrupted; rerun the same command to convert the unfinished parts.")
+        return 130
+    except (VideoReadError, ModelFilesError, ValueError, OSError, RuntimeError) as exc:
+        logger.error("%s", exc)
+        return 1
+    logger.info("wrote %s", output)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the converter; returns the exit status."""
     # Transparent huge pages for PyTorch's large CPU buffers (it must be set before the first frame is allocated):
@@ -440,6 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")  # not an argument error: no usage text
     except (FileNotFoundError, ValueError) as exc:
         parser.error(str(exc))
+    if args.gpus is not None or args.workers is not None or args.ray is not None:
+        return _main_parallel(args, list(sys.argv[1:] if argv is None else argv))
     on_progress, close = _progress_reporter()
     passes: list[PassStats] = []
     started = time.perf_counter()
