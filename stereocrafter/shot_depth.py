@@ -40,6 +40,7 @@ class ShotRangeAccumulator:
         self.ranges: list[Range] = []
         self.medians: list[float] = []  # each shot's median depth (raw units), for automatic convergence
         self._hist = torch.zeros(BINS, dtype=torch.float64)
+        self._low, self._high = float("inf"), float("-inf")  # the shot's exact extremes (clamped to 0..1)
         self._frame = 0
 
     def add(self, depth: torch.Tensor) -> None:
@@ -51,11 +52,19 @@ class ShotRangeAccumulator:
             take = min(depth.shape[0] - at, end - self._frame)
             piece = depth[at : at + take].float().clamp(0.0, 1.0)
             self._hist += torch.histc(piece, bins=BINS, min=0.0, max=1.0).double()
+            self._low, self._high = min(self._low, float(piece.min())), max(self._high, float(piece.max()))
             at, self._frame = at + take, self._frame + take
             if self._frame == end:
-                self.ranges.append(histogram_range(self._hist, self.percentiles))
+                self.ranges.append(self._shot_range())
                 self.medians.append(histogram_median(self._hist))
                 self._hist.zero_()
+                self._low, self._high = float("inf"), float("-inf")
+
+    def _shot_range(self) -> Range:
+        """The percentile range, never beyond the shot's exact extremes: the bin edges it is read from may lie
+        outside the values, and a constant shot must come out flat (no parallax), not as one bin's width."""
+        low, high = histogram_range(self._hist, self.percentiles)
+        return max(low, self._low), max(min(high, self._high), max(low, self._low))
 
     def finish(self, complete: bool = True) -> list[Range]:
         """The ranges of all shots; ValueError when fewer frames than the shots cover were added, unless not
@@ -66,7 +75,7 @@ class ShotRangeAccumulator:
                 raise ValueError(
                     f"the depth ended at frame {self._frame}, before the shots' end {self.segments[-1][1]}."
                 )
-            last = histogram_range(self._hist, self.percentiles) if self._hist.any() else (self.ranges or [(0, 1)])[-1]
+            last = self._shot_range() if self._hist.any() else (self.ranges or [(0, 1)])[-1]
             median = histogram_median(self._hist) if self._hist.any() else (self.medians or [0.5])[-1]
             self.medians += [median] * (len(self.segments) - len(self.medians))
             self.ranges += [last] * (len(self.segments) - len(self.ranges))

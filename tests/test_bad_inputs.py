@@ -223,14 +223,7 @@ def test_truncated_depth_is_blamed(tmp_path) -> None:
     "normalization",
     [
         "clip",
-        pytest.param(
-            "shot",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="per-shot depth range: a constant depth video still shifts the right eye (0.72 max "
-                "difference on this clip); reported to the shot-depth work",
-            ),
-        ),
+        "shot",  # a constant shot's range is flat (its exact extremes bound the percentiles)
     ],
 )
 def test_constant_depth_gives_no_parallax(tmp_path, caplog, normalization: str) -> None:

@@ -56,3 +56,11 @@ def test_a_short_source_can_be_left_to_the_caller_to_report():
     acc.add(torch.linspace(0, 1, 4 * 100).view(4, 10, 10))  # shot 1 and one frame of shot 2
     ranges = acc.finish(complete=False)
     assert len(ranges) == 3 and ranges[2] == ranges[1] and ranges[1][0] > ranges[0][1] - 0.01
+
+
+def test_a_constant_shot_has_a_flat_range():
+    acc = ShotRangeAccumulator([(0, 2), (2, 4)])
+    acc.add(torch.cat([torch.full((2, 5, 5), 0.502), torch.linspace(0.2, 0.7, 50).view(2, 5, 5)]))
+    (flat, ramp) = acc.finish()
+    assert flat == (pytest.approx(0.502), pytest.approx(0.502))
+    assert 0.2 <= ramp[0] < 0.21 and 0.69 < ramp[1] <= 0.7  # within the values, not the bins' outer edges
