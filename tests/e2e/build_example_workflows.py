@@ -37,7 +37,9 @@ NOTE = (
     "Video Depth Anything) in input/ as input_depth.mp4. A MASK or a different size works too.\n"
     "3. Run. The result is saved to output/video/. max_disparity sets the depth strength; "
     "convergence sets what sits on the screen plane.\n"
-    "Audio and fps are taken from your video."
+    "FillHoles fills the right eye's holes (background hidden behind near objects) from the background beside "
+    "them, without a model; inpaint_to_sbs fills them with StereoCrafter instead. Audio and fps are taken from "
+    "your video."
 )
 
 DEPTH_NOTE = (
@@ -48,7 +50,8 @@ DEPTH_NOTE = (
     "2. Put your video in ComfyUI/input/ as input_video.mp4 (or pick it in Load Video).\n"
     "3. Run. The result is saved to output/video/. VideoDepth has StereoCrafter's settings (8 steps, "
     "window 70, overlap 25, max_res 1024); lower max_res to 512 for speed.\n"
-    "The right eye keeps ForwardSplat's black holes: full_pipeline fills them with StereoCrafter's inpainting."
+    "FillHoles fills the right eye's holes from the background beside them (no model): full_pipeline inpaints "
+    "them with StereoCrafter instead."
 )
 
 DEPTH_ONLY_NOTE = (
@@ -169,6 +172,8 @@ def _output_links(key: str = "", images: tuple[str, int] | None = None) -> list[
     ]
 
 
+# FillHoles at its defaults: low-coverage pixels become holes too, a 4-pixel blend, background on the right.
+FILL_WIDGETS = {"min_coverage": 0.5, "blend": 4, "background_side": "right"}
 SBS_WIDGETS = {"layout": "full SBS", "resize_filter": "bicubic"}
 ANAGLYPH_WIDGETS = {"method": "dubois"}
 
@@ -216,7 +221,8 @@ def workflow_spec(name: str) -> dict[str, Any]:
             depth,
             video_parts,
             depth_parts,
-            ("splat", "SC3D_ForwardSplat", [690, 460], [320, 260], SPLAT_WIDGETS, None),
+            ("splat", "SC3D_ForwardSplat", [690, 400], [320, 260], SPLAT_WIDGETS, None),
+            ("fill", "SC3D_FillHoles", [690, 750], [320, 150], FILL_WIDGETS, None),
             *_output_nodes(1060, compose, compose_widgets, prefix),
         ]
         links = [
@@ -224,8 +230,10 @@ def workflow_spec(name: str) -> dict[str, Any]:
             ("depth", 0, "depth_parts", "video"),
             ("video_parts", 0, "splat", "images"),
             ("depth_parts", 0, "splat", "depth"),
+            ("splat", 0, "fill", "right"),
+            ("splat", 1, "fill", "occlusion"),
             ("video_parts", 0, "compose", "left"),
-            ("splat", 0, "compose", "right"),
+            ("fill", 0, "compose", "right"),
             *_output_links(),
         ]
     elif name == "depth_to_sbs":
@@ -235,7 +243,8 @@ def workflow_spec(name: str) -> dict[str, Any]:
             video_parts,
             load_depthcrafter([400, 430]),
             ("video_depth", "SC3D_VideoDepth", [760, 400], [300, 260], VIDEO_DEPTH_WIDGETS, None),
-            ("splat", "SC3D_ForwardSplat", [1100, 400], [320, 260], SPLAT_WIDGETS, None),
+            ("splat", "SC3D_ForwardSplat", [1100, 280], [320, 260], SPLAT_WIDGETS, None),
+            ("fill", "SC3D_FillHoles", [1100, 600], [320, 150], FILL_WIDGETS, None),
             *_output_nodes(1460, "SC3D_ComposeSBS", SBS_WIDGETS, "video/stereo_depthcrafter_sbs", stacked=True),
         ]
         links = [
@@ -244,8 +253,10 @@ def workflow_spec(name: str) -> dict[str, Any]:
             ("video_parts", 0, "video_depth", "images"),
             ("video_parts", 0, "splat", "images"),
             ("video_depth", 0, "splat", "depth"),
+            ("splat", 0, "fill", "right"),
+            ("splat", 1, "fill", "occlusion"),
             ("video_parts", 0, "compose", "left"),
-            ("splat", 0, "compose", "right"),
+            ("fill", 0, "compose", "right"),
             *_output_links(),
         ]
     elif name == "inpaint_to_sbs":
