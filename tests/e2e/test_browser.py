@@ -18,6 +18,7 @@ PACK_NODES = {
     "SC3D_LoadDepthCrafter": "LoadDepthCrafter",
     "SC3D_VideoDepth": "VideoDepth",
     "SC3D_ForwardSplat": "ForwardSplat",
+    "SC3D_FillHoles": "FillHoles",
     "SC3D_LoadStereoCrafter": "LoadStereoCrafter",
     "SC3D_StereoInpaint": "StereoInpaint",
     "SC3D_ComposeSBS": "ComposeSBS",

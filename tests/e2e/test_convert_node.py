@@ -63,12 +63,17 @@ def test_full_conversion_with_models_keeps_audio(comfy, comfy_server, clips, tin
         assert len(container.streams.audio) == 1, "the source's tone track is missing"
     progress = [m["data"] for m in result.messages if m["type"] == "progress"]
     assert progress and progress[-1]["value"] == progress[-1]["max"], progress[-3:]
-    # In frames over both passes (8 depth + 8 stereo); DepthCrafter's and StereoCrafter's steps (2 each) move it
-    # between the frames the passes finish.
+    # In frames over both passes (8 depth + 8 stereo), never going back.
     assert progress[-1]["max"] == 2 * clips.frames, progress[-1]
-    values = {p["value"] for p in progress}
-    frames = clips.frames
-    assert any(0 < v < frames for v in values) and any(frames < v < 2 * frames for v in values), values
+    values = [p["value"] for p in progress]
+    # DepthCrafter's and StereoCrafter's steps (2 each) move it between the frames the passes finish. ComfyUI 0.33
+    # drops updates that come within 100 ms of the last one sent (comfy.utils.ProgressBar), which the tiny models
+    # do on a fast machine: only there the updates inside each pass are not all sent, so they are checked only
+    # where nothing is dropped.
+    utils = (comfy_server.comfy_dir / "comfy" / "utils.py").read_text()
+    if "PROGRESS_THROTTLE_MIN_INTERVAL" not in utils:
+        frames = clips.frames
+        assert any(0 < v < frames for v in values) and any(frames < v < 2 * frames for v in values), values
 
 
 def test_own_depth_video_anaglyph_without_inpainting(comfy, comfy_server, clips):
@@ -78,6 +83,58 @@ def test_own_depth_video_anaglyph_without_inpainting(comfy, comfy_server, clips)
     video = read_video(path)
     width, height = clips.small_size
     assert video.frames.shape[:3] == (clips.frames, height, width)
+
+
+def test_without_stereocrafter_the_holes_are_filled_unless_black(comfy, comfy_server, clips):
+    """No inpainting model: by default (``holes`` left out, as in prompts saved before it) the right eye's holes
+    are filled from the background; ``holes="black"`` leaves them black. Away from the holes both agree."""
+    eyes = {}
+    for holes in ("default", "black"):
+        extra = {} if holes == "default" else {"holes": holes}
+        prompt = convert(clips.small_name, f"sc3d_convert/holes_{holes}", depth_video_path=clips.small_depth_name)
+        prompt["convert"]["inputs"].update(extra)
+        frames = read_video(written_file(comfy.run(prompt, timeout=PROMPT_TIMEOUT), comfy_server.output_dir)).frames
+        eyes[holes] = frames.astype(np.int16)
+    width = clips.small_size[0]
+    filled, black = eyes["default"][:, :, width:], eyes["black"][:, :, width:]
+    # The same left eye (H.264 codes the whole SBS frame: the blocks beside the right half differ a little).
+    assert np.abs(eyes["default"][:, :, :width] - eyes["black"][:, :, :width]).mean() < 3
+    # The holes beside the moving near disc: near-black in the black output (H.264 blurs their edges a little).
+    dark = black.max(axis=-1) <= 24
+    changed = np.abs(filled - black).max(axis=-1) > 24
+    assert (dark & changed).sum() > 50 * clips.frames, f"only {(dark & changed).sum()} dark pixels were filled"
+    # Pure black is rare in the DAVIS frames (0.4 % of pixels) but fills the holes: most of it is gone.
+    pure = black.max(axis=-1) <= 8
+    still = (filled[pure].max(axis=-1) <= 8).mean()
+    assert still < 0.5, f"{still:.0%} of the black output's black pixels are black in the default output too"
+    # Elsewhere the two right eyes are the same picture (up to H.264 noise around the holes).
+    away = ~dark
+    noise = np.median(np.abs(filled - black)[away])
+    assert noise <= 2 and (changed & away).mean() < 0.03, (noise, (changed & away).mean())
+
+
+def progress_values(result) -> list[int]:
+    return [m["data"]["value"] for m in result.messages if m["type"] == "progress"]
+
+
+def test_progress_without_shot_detection_never_goes_back(comfy, comfy_server, clips):
+    """scenes="none" (one shot, nothing detected): the bar only moves forward, to its end."""
+    prompt = convert(clips.small_name, "sc3d_convert/progress_none", depth_video_path=clips.small_depth_name)
+    prompt["convert"]["inputs"]["scenes"] = "none"
+    values = progress_values(comfy.run(prompt, timeout=PROMPT_TIMEOUT))
+    assert values and values == sorted(values) and values[-1] == clips.frames, values
+
+
+@pytest.mark.xfail(
+    reason="nodes/convert_node.py's on_progress counts convert_video's 'scenes' stage (shot detection) as the "
+    "first pass: the bar shows the detected frames, then drops back to 0 when the depth/stereo pass starts. "
+    "ComfyUI 0.33 drops the backward update (it throttles), so it can pass there.",
+    strict=False,
+)
+def test_progress_with_shot_detection_never_goes_back(comfy, comfy_server, clips):
+    prompt = convert(clips.small_name, "sc3d_convert/progress_detect", depth_video_path=clips.small_depth_name)
+    values = progress_values(comfy.run(prompt, timeout=PROMPT_TIMEOUT))
+    assert values and values == sorted(values) and values[-1] == clips.frames, values
 
 
 def test_cancel_then_queue_again_resumes(comfy, comfy_server, clips, tiny_models):

@@ -68,6 +68,21 @@ def test_example_format_and_thumbnail(path: Path):
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_right_eye_has_no_black_holes(path: Path):
+    """Every composed right eye comes from a hole filler (FillHoles, or StereoInpaint with its models), never
+    straight from ForwardSplat with its black holes; FillHoles gets both of ForwardSplat's right and occlusion."""
+    wf = json.loads(path.read_text())
+    types = {n["id"]: n["type"] for n in wf["nodes"]}
+    # links: [id, from node, from slot, to node, to slot, type]; the composers' inputs are (left, right)
+    into = {(link[3], link[4]): (types[link[1]], link[2]) for link in wf["links"]}
+    for node_id, node_type in types.items():
+        if node_type in ("SC3D_ComposeSBS", "SC3D_ComposeAnaglyph"):
+            assert into[(node_id, 1)][0] in ("SC3D_FillHoles", "SC3D_StereoInpaint"), (node_id, into[(node_id, 1)])
+        if node_type == "SC3D_FillHoles":
+            assert into[(node_id, 0)] == ("SC3D_ForwardSplat", 0) and into[(node_id, 1)] == ("SC3D_ForwardSplat", 1)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_runs(comfy, comfy_server, tiny_models, object_info, input_video, path: Path):
     """Every SaveVideo output: frame count, height, fps and audio (about as long) of the input video; width by
     SAVED; SBS halves start with the input video (left eye); depth is grey."""

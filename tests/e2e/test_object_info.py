@@ -60,6 +60,12 @@ EXPECTED = {
         ],
         ["IMAGE", "MASK", "IMAGE"],
     ),
+    "SC3D_FillHoles": (
+        "FillHoles",
+        "StereoCrafter3D/stereo",
+        ["right", "occlusion", "min_coverage", "blend", "background_side"],
+        ["IMAGE", "MASK"],
+    ),
     "SC3D_ComposeSBS": (
         "ComposeSBS",
         "StereoCrafter3D/output",
@@ -193,6 +199,28 @@ def test_stereo_inpaint_widgets(comfy):
     assert inp["overlap"][1]["default"] == 3 and inp["composite"][1]["default"] is True
     assert inp["seams"][1]["options"] == ["crossfade", "reference"]
     assert inp["fit"][1]["options"] == ["pad", "crop"]
+
+
+def test_fill_holes_widgets(comfy):
+    inp = comfy.object_info("SC3D_FillHoles")["SC3D_FillHoles"]["input"]["required"]
+    assert (inp["right"][0], inp["occlusion"][0]) == ("IMAGE", "MASK")
+    coverage = inp["min_coverage"][1]
+    assert (coverage["default"], coverage["min"], coverage["max"]) == (0.5, 0.0, 1.0)
+    assert inp["blend"][0] == "INT" and inp["blend"][1]["default"] == 4 and inp["blend"][1]["min"] == 0
+    assert inp["background_side"][1]["options"] == ["right", "left"]
+    assert inp["background_side"][1]["default"] == "right"
+
+
+def test_convert_node_optional_inputs(comfy):
+    """The links are optional (a VIDEO or a path; DepthCrafter or a depth video); ``holes`` and ``scenes`` came
+    later, after every other widget and optional, so API prompts and workflows saved before them still validate
+    and load with the same widget order (holes default to a fill, scenes to detection)."""
+    info = comfy.object_info("SC3D_ConvertVideoTo3D")["SC3D_ConvertVideoTo3D"]
+    optional = info["input_order"]["optional"]
+    assert optional[:6] == ["video", "depthcrafter", "depth_video", "stereocrafter", "holes", "scenes"], optional
+    inp = info["input"]["optional"]
+    assert inp["holes"][1]["options"] == ["fill", "black"] and inp["holes"][1]["default"] == "fill"
+    assert inp["scenes"][0] == "STRING" and inp["scenes"][1]["default"] == ""
 
 
 def test_search_aliases_where_comfyui_lists_them(object_info):

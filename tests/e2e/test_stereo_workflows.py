@@ -190,3 +190,48 @@ def test_timeout_is_reported(comfy, comfy_server, clips):
     assert err.value.prompt_id
     result = comfy.wait(err.value.prompt_id)
     assert len(saved_pngs(result, comfy_server.output_dir, "9")) == clips.frames
+
+
+def test_fill_holes_fills_only_the_holes(comfy, comfy_server, clips):
+    """ForwardSplat → FillHoles at its defaults: the right eye's black holes get colour, every pixel outside the
+    filled mask is ForwardSplat's exactly, and the mask it outputs covers at least ForwardSplat's empty pixels."""
+    prompt = splat_prompt(clips.source_name, clips.depth_name)
+    prompt["6"] = {
+        "class_type": "SC3D_FillHoles",
+        "inputs": {
+            "right": ["5", 0],
+            "occlusion": ["5", 1],
+            "min_coverage": 0.5,
+            "blend": 4,
+            "background_side": "right",
+        },
+    }
+    prefix = "e2e/fill"
+    prompt["7"] = {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": prefix + "_splat"}}
+    prompt["8"] = {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": prefix + "_filled"}}
+    for key, mask in (("9", ["5", 1]), ("10", ["6", 1])):
+        prompt[key + "i"] = {"class_type": "MaskToImage", "inputs": {"mask": mask}}
+        prompt[key] = {"class_type": "SaveImage", "inputs": {"images": [key + "i", 0], "filename_prefix": prefix}}
+    result = comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+    splat = np.stack(saved_pngs(result, comfy_server.output_dir, "7")).astype(int)
+    filled = np.stack(saved_pngs(result, comfy_server.output_dir, "8")).astype(int)
+    empty = np.stack(saved_pngs(result, comfy_server.output_dir, "9"))[..., 0] == 255  # nothing landed
+    holes = np.stack(saved_pngs(result, comfy_server.output_dir, "10"))[..., 0] == 255  # what FillHoles filled
+    assert splat.shape == filled.shape == (clips.frames, 270, 480, 3)
+    assert empty.any(axis=(1, 2)).all(), "the moving near disc must leave holes in every frame"
+    assert splat[empty].max() == 0, "ForwardSplat's holes should be black (else this test checks nothing)"
+    assert not (empty & ~holes).any(), "FillHoles' mask misses pixels where nothing landed"
+    # Outside the filled mask FillHoles changes nothing (both went through SaveImage: exactly equal).
+    diff = np.abs(filled - splat)[~holes]
+    assert diff.max() == 0, f"FillHoles changed {np.count_nonzero(diff)} values outside its mask (by {diff.max()})"
+    # Inside, the holes take the scene's colours: all were black, now at most a few are (0.4 % of the DAVIS frames'
+    # pixels are that dark; a hole copies the background beside it).
+    black = (filled[holes].max(axis=-1) <= 2).mean()
+    assert black < 0.1, f"{black:.1%} of the filled hole pixels are still black"
+    # ... from the background beside them: each filled row segment is close to the first pixel right of it.
+    frame = int(np.argmax(holes.sum(axis=(1, 2))))
+    rows, cols = np.nonzero(holes[frame] & ~holes[frame][:, np.r_[1:480, 479]])  # last hole pixel of a run
+    inside = cols < 479
+    rows, cols = rows[inside], cols[inside]
+    border = np.abs(filled[frame, rows, cols] - filled[frame, rows, cols + 1]).mean()
+    assert border < 3, f"filled pixels differ from the background pixel beside them by {border:.1f} on average"
