@@ -104,7 +104,9 @@ class ConvertVideoTo3D(io.ComfyNode):
                     "depth_video_path", default="", tooltip="Instead of depth_video: a file in input/, as video_path."
                 ),
                 StereoCrafterModel.Input(
-                    "stereocrafter", optional=True, tooltip="From LoadStereoCrafter: fill the holes. Else black."
+                    "stereocrafter",
+                    optional=True,
+                    tooltip="From LoadStereoCrafter: inpaint the holes. Else they are filled or left black (holes).",
                 ),
                 io.Combo.Input(
                     "layout",
@@ -235,7 +237,11 @@ class ConvertVideoTo3D(io.ComfyNode):
         bars: list = []
 
         def on_progress(stage: str, done: int, total: int) -> None:
-            # One bar in frames over both passes: the depth pass's frames, then the stereo pass's.
+            # One bar in frames over both passes: the depth pass's frames, then the stereo pass's. Shot detection
+            # (stage "scenes", a quick decode before them that a resume or a scenes list skips) is not on the bar,
+            # so the bar never moves back.
+            if stage == "scenes":
+                return
             if not bars:
                 bars.append(comfy_runtime.progress_reporter(passes * total))
             before = total if stage == "stereo" and passes == 2 else 0

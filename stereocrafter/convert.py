@@ -564,7 +564,7 @@ def convert_video(
             any size (resized to the frames), channels averaged, 8 or 16 bit. Exclusive with ``depth_model``.
         settings: splat, layout, chunking and encoding settings.
         depth_model: estimate the depth with DepthCrafter instead of reading a depth video.
-        inpaint: fill the disocclusion holes with StereoCrafter (else they stay black).
+        inpaint: fill the disocclusion holes with StereoCrafter (else ``settings.holes`` says: filled or black).
         device: where to splat (default: CUDA when available, else CPU). The models run where they are.
         trim: convert only this part of ``input_path`` (a ComfyUI VIDEO's trim window); the audio is cut to it.
         depth_trim: the part of ``depth`` that goes with it (same frame count as the trimmed input).

@@ -125,12 +125,6 @@ def test_progress_without_shot_detection_never_goes_back(comfy, comfy_server, cl
     assert values and values == sorted(values) and values[-1] == clips.frames, values
 
 
-@pytest.mark.xfail(
-    reason="nodes/convert_node.py's on_progress counts convert_video's 'scenes' stage (shot detection) as the "
-    "first pass: the bar shows the detected frames, then drops back to 0 when the depth/stereo pass starts. "
-    "ComfyUI 0.33 drops the backward update (it throttles), so it can pass there.",
-    strict=False,
-)
 def test_progress_with_shot_detection_never_goes_back(comfy, comfy_server, clips):
     prompt = convert(clips.small_name, "sc3d_convert/progress_detect", depth_video_path=clips.small_depth_name)
     values = progress_values(comfy.run(prompt, timeout=PROMPT_TIMEOUT))
