@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import torch
 
 from .convert import JOB_TAG_KEY, ConvertSettings, DepthStage, InpaintStage, resolve_output_path
 from .job_lock import JobLock
@@ -206,6 +207,9 @@ class PartConverter:
         target = job.work_dir / part.file_name
         if target.exists():
             return part.index
+        # Any draw from the global RNGs (a model without its own generator) starts from the same state in every
+        # part: a part's output never depends on which parts its worker converted before it.
+        torch.manual_seed(self.inpaint_stage.seed if self.inpaint_stage is not None else 0)
         convert_video(
             job.input_path, target, job.depth_path, job.settings, depth_model=self.depth_stage,
             inpaint=self.inpaint_stage, device=job.device, trim=part.window, depth_trim=part.depth_window,
@@ -415,11 +419,13 @@ def resolve_gpus(spec: str | None, available: int) -> list[str]:
     return ids
 
 
-def _worker(job: PartJob, gpu: str | None, conn: Any, worker: int) -> None:
-    """One worker process: its own models (on GPU ``gpu`` when given), parts from ``conn`` until None; every
-    message back goes through its own pipe (a worker that dies cannot block the others' messages)."""
+def _worker(job: PartJob, gpu: str | None, conn: Any, worker: int, threads: int | None = None) -> None:
+    """One worker process: its own models (on GPU ``gpu`` when given; ``threads`` CPU threads), parts from ``conn``
+    until None; every message back goes through its own pipe (a worker that dies cannot block the others')."""
     if gpu is not None:  # before CUDA starts in this process: the worker sees only its GPU, as cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    if threads is not None:
+        torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format=f"%(levelname)s: [worker {worker}] %(message)s")
     try:
         converter = PartConverter(job)
@@ -458,6 +464,8 @@ def run_local(plan: Plan, workers: int, gpus: Sequence[str] = (), retries: int =
     if count < 1:
         raise ValueError(f"workers must be >= 1, got {workers}.")
     context = multiprocessing.get_context("spawn")  # CUDA cannot start in a forked child
+    # CPU workers share the cores (each would take them all: oversubscribed, several times slower).
+    threads = None if gpus else max(1, (os.cpu_count() or 1) // count)
     slots: dict[int, _Slot] = {}
     attempts: dict[int, int] = {}
     todo = list(pending)
@@ -467,7 +475,7 @@ def run_local(plan: Plan, workers: int, gpus: Sequence[str] = (), retries: int =
     def start(gpu: str | None) -> None:
         nonlocal next_id
         parent_end, child_end = context.Pipe()
-        proc = context.Process(target=_worker, args=(plan.job, gpu, child_end, next_id), daemon=True,
+        proc = context.Process(target=_worker, args=(plan.job, gpu, child_end, next_id, threads), daemon=True,
                                name=f"stereocrafter-worker-{next_id}")  # fmt: skip
         proc.start()
         child_end.close()  # the parent's copy: the pipe then reports EOF when the worker dies
