@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import torch
 
@@ -66,15 +67,20 @@ def _small_frames(path: Path, window: TrimWindow | None, width: int) -> Iterator
         first_pts, end_pts = window.pts_range(Fraction(stream.time_base)) if window is not None else (0, None)
         if first_pts > 0:
             container.seek(first_pts, stream=stream)
-        for frame in container.decode(stream):
-            if window is not None and frame.pts is not None:
-                if frame.pts < first_pts:
-                    continue
-                if end_pts is not None and frame.pts >= end_pts:
-                    break
-            scale = min(1.0, width / frame.width)
-            size = (max(2, round(frame.width * scale)), max(2, round(frame.height * scale)))
-            yield frame.to_ndarray(width=size[0], height=size[1], format="bgr24")
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                if window is not None and frame.pts is not None:
+                    if frame.pts < first_pts:
+                        continue
+                    if end_pts is not None and frame.pts >= end_pts:
+                        break
+                scale = min(1.0, width / frame.width)
+                size = (max(2, round(frame.width * scale)), max(2, round(frame.height * scale)))
+                yield frame.to_ndarray(width=size[0], height=size[1], format="bgr24")
+                index += 1
+        except av.FFmpegError as exc:  # e.g. a truncated file: name it, as read_frames does
+            raise VideoReadError(f"{path}: decoding failed at frame {index} while finding the shots ({exc}).") from exc
 
 
 def detect_cuts_in_frames(

@@ -21,7 +21,7 @@ from stereocrafter.scenes import (
     write_scenes_file,
 )
 from stereocrafter.temporal_chunks import plan_chunks, plan_chunks_in_shots
-from stereocrafter.video_io import TrimWindow
+from stereocrafter.video_io import TrimWindow, VideoReadError
 
 CLIP = Path(__file__).resolve().parent.parent.parent / "shared/data/davis_rollercoaster.mp4"
 needs_clip = pytest.mark.skipif(not CLIP.exists(), reason=f"{CLIP} is missing (the shared test clip)")
@@ -78,6 +78,27 @@ def test_cuts_count_from_the_trim_window(two_shots):
     """A trim starting at frame 10 (0.4167 s at 24 fps) moves the cut to frame 16 of the trimmed part."""
     cuts, frames = detect_cuts(two_shots, 24, window=TrimWindow(start_time=10 / 24, duration=30 / 24))
     assert (cuts, frames) == ([FIRST_SHOT - 10], 30)
+
+
+def test_a_truncated_file_is_named_not_a_raw_decoder_error(tmp_path):
+    """A faststart MP4 cut short (its index promises frames that are gone): VideoReadError naming the file."""
+    path = tmp_path / "cut.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(40):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), format="rgb24")
+            frame.pts = index
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.7)])
+    try:
+        detect_cuts(path, 24)
+    except VideoReadError as exc:
+        assert "cut.mp4" in str(exc)
+    # (a decoder that stops quietly at the cut instead is fine too: no raw av error either way)
 
 
 def test_shot_segments():
