@@ -504,8 +504,9 @@ def _job_tag(job: dict) -> str:
     return f"StereoCrafter3D job {digest[:32]}"
 
 
-def _output_tag(path: Path) -> str | None:
-    """The job tag of a finished output, None for any other file (or an unreadable one)."""
+def output_job_tag(path: Path) -> str | None:
+    """The job tag of a finished output (its container's JOB_TAG_KEY), None for any other file (or an unreadable
+    one)."""
     try:
         with av.open(str(path)) as container:
             return {key.lower(): value for key, value in container.metadata.items()}.get(JOB_TAG_KEY)
@@ -520,7 +521,7 @@ def _finished_before(output: Path, work_dir: Path, job: dict, overwrite: bool) -
         return False
     if work_dir.is_dir() and not any(work_dir.iterdir()):
         work_dir.rmdir()  # made for this run just now
-    if _output_tag(output) == _job_tag(job):
+    if output_job_tag(output) == _job_tag(job):
         logger.info("%s is already converted from the same input and settings: nothing to do (overwrite to "
                     "convert it again).", output)  # fmt: skip
         return True

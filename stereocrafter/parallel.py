@@ -47,10 +47,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import torch
 
-from .convert import JOB_TAG_KEY, ConvertSettings, DepthStage, InpaintStage, resolve_output_path
+from .convert import JOB_TAG_KEY, ConvertSettings, DepthStage, InpaintStage, output_job_tag, resolve_output_path
 from .job_lock import JobLock
 from .scenes import check_cuts, detect_cuts, scenes_path, shot_segments, write_scenes_file
 from .spatial_media import inject_vr180
@@ -277,14 +276,6 @@ def _tag(record: dict[str, Any]) -> str:
     return f"StereoCrafter3D parallel job {digest[:32]}"
 
 
-def _output_tag(path: Path) -> str | None:
-    try:
-        with av.open(str(path)) as container:
-            return {key.lower(): value for key, value in container.metadata.items()}.get(JOB_TAG_KEY)
-    except (av.FFmpegError, OSError, UnicodeDecodeError):
-        return None
-
-
 def make_plan(
     input_path: Path | str,
     output: Path | str,
@@ -388,7 +379,7 @@ def _finished(plan: Plan, overwrite: bool) -> bool:
     """True when the output is this job's finished output; a FileExistsError for another file there."""
     if overwrite or not plan.output.exists():
         return False
-    if _output_tag(plan.output) == _tag(plan.record):
+    if output_job_tag(plan.output) == _tag(plan.record):
         logger.info("%s is already converted from the same input and settings: nothing to do.", plan.output)
         return True
     raise FileExistsError(

@@ -24,7 +24,7 @@ import av
 import numpy as np
 import torch
 
-from .video_io import TrimWindow, VideoReadError, _open, _video_stream, _window
+from .video_io import TrimWindow, VideoReadError, _open, _video_stream, _window, decode_window
 
 #: Width frames are scaled to for detection (PySceneDetect's own default effective width is 256).
 DETECT_WIDTH = 256
@@ -64,17 +64,9 @@ def _small_frames(path: Path, window: TrimWindow | None, width: int) -> Iterator
     window = _window(window)
     with _open(path) as container:
         stream = _video_stream(container, path)
-        first_pts, end_pts = window.pts_range(Fraction(stream.time_base)) if window is not None else (0, None)
-        if first_pts > 0:
-            container.seek(first_pts, stream=stream)
         index = 0
         try:
-            for frame in container.decode(stream):
-                if window is not None and frame.pts is not None:
-                    if frame.pts < first_pts:
-                        continue
-                    if end_pts is not None and frame.pts >= end_pts:
-                        break
+            for frame in decode_window(container, stream, window):
                 scale = min(1.0, width / frame.width)
                 size = (max(2, round(frame.width * scale)), max(2, round(frame.height * scale)))
                 yield frame.to_ndarray(width=size[0], height=size[1], format="bgr24")

@@ -256,6 +256,23 @@ def _to_float(frame: av.VideoFrame, high_bit_depth: bool, out: np.ndarray, turns
     np.divide(np.rot90(pixels, turns) if turns else pixels, scale, out=out, dtype=np.float32)
 
 
+def decode_window(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, window: TrimWindow | None
+) -> Iterator[av.VideoFrame]:
+    """The decoded frames of ``stream`` inside ``window`` (all without one): seek to the keyframe at or before
+    the window, drop the frames before it, stop at its end. FFmpeg errors pass unchanged."""
+    first_pts, end_pts = window.pts_range(Fraction(stream.time_base)) if window is not None else (0, None)
+    if first_pts > 0:
+        container.seek(first_pts, stream=stream)  # to the keyframe at or before it
+    for frame in container.decode(stream):
+        if window is not None and frame.pts is not None:
+            if frame.pts < first_pts:
+                continue
+            if end_pts is not None and frame.pts >= end_pts:
+                break
+        yield frame
+
+
 def read_frames(
     path: Path | str, chunk_frames: int, start: int = 0, window: TrimWindow | None = None
 ) -> Iterator[torch.Tensor]:
@@ -271,19 +288,11 @@ def read_frames(
     with _open(path) as container:
         stream = _video_stream(container, path)
         high = _bit_depth(stream) > 8
-        first_pts, end_pts = window.pts_range(Fraction(stream.time_base)) if window is not None else (0, None)
-        if first_pts > 0:
-            container.seek(first_pts, stream=stream)  # to the keyframe at or before it
         chunk: np.ndarray | None = None  # filled frame by frame: no list of frames plus a stacked copy
         filled = 0
         index = 0
         try:
-            for frame in container.decode(stream):
-                if window is not None and frame.pts is not None:
-                    if frame.pts < first_pts:
-                        continue
-                    if end_pts is not None and frame.pts >= end_pts:
-                        break
+            for frame in decode_window(container, stream, window):
                 if index >= start:
                     turns = quarter_turns(frame)  # upright, as players show it (phones' portrait video)
                     if chunk is None:
