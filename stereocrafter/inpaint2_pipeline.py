@@ -46,7 +46,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from .inpaint_pipeline import binarize_mask, check_inputs, composite, composite_alpha
+from .inpaint_pipeline import InpaintProgress, binarize_mask, check_inputs, composite, composite_alpha
+from .inpaint_stream import check_saved_state
 
 logger = logging.getLogger(__name__)
 
@@ -287,19 +288,9 @@ def encode_empty_prompt(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Inpaint2Progress:
-    """0-based chunk/tile/step of the step just finished, and their totals."""
-
-    chunk: int
-    chunks: int
-    tile: int
-    tiles: int
-    step: int
-    steps: int
-
-
-ProgressFn = Callable[[Inpaint2Progress], None]
+#: The same record as v1's (chunk/tile/step of the step just finished, their totals, ``fraction``).
+Inpaint2Progress = InpaintProgress
+ProgressFn = Callable[[InpaintProgress], None]
 
 
 def check_wan_vace_transformer(transformer: torch.nn.Module) -> None:
@@ -536,16 +527,7 @@ class Inpaint2Stream:
 
     def _load_state(self, state: dict[str, Any]) -> None:
         keys = ("fingerprint", "generator", "next_chunk", "frames_out", "input_start", "masks", "feedback")
-        if not isinstance(state, dict) or any(k not in state for k in keys):
-            raise ValueError("state is not an Inpaint2Stream.state_dict(); pass what state_dict() returned.")
-        saved, own = dict(state["fingerprint"]), self._fingerprint()
-        differ = [k for k in own if saved.get(k) != own[k]]
-        if differ:
-            details = ", ".join(f"{k}: saved {saved.get(k)!r}, now {own[k]!r}" for k in differ)
-            raise ValueError(
-                f"state was saved by a stream for another clip or settings ({details}); build the stream with the "
-                "saved num_frames, height, width and settings, or start over without state."
-            )
+        check_saved_state(state, keys, self._fingerprint(), "Inpaint2Stream")
         self.generator.set_state(state["generator"])
         self._next = int(state["next_chunk"])
         self._emitted = self._pushed = int(state["frames_out"])

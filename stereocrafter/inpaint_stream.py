@@ -40,6 +40,21 @@ from .temporal_chunks import Chunk, ChunkAssembler, final_frames, plan_chunks_in
 logger = logging.getLogger(__name__)
 
 
+def check_saved_state(state: Any, keys: tuple[str, ...], own: dict[str, Any], stream: str) -> None:
+    """Raise a ValueError unless ``state`` is a ``stream.state_dict()`` (all ``keys``) whose fingerprint equals
+    ``own`` (same clip length, size and settings)."""
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        raise ValueError(f"state is not an {stream}.state_dict(); pass what state_dict() returned.")
+    saved = dict(state["fingerprint"])
+    differ = [k for k in own if saved.get(k) != own[k]]
+    if differ:
+        details = ", ".join(f"{k}: saved {saved.get(k)!r}, now {own[k]!r}" for k in differ)
+        raise ValueError(
+            f"state was saved by a stream for another clip or settings ({details}); build the stream with the "
+            "saved num_frames, height, width and settings, or start over without state."
+        )
+
+
 class InpaintStream:
     """Feeds a clip of known length through a StereoInpaintPipeline in pushes of any size; holds about one temporal
     chunk (+ the last push) of frames, never the clip.
@@ -286,16 +301,7 @@ class InpaintStream:
 
     def _load_state(self, state: dict[str, Any]) -> None:
         keys = ("fingerprint", "generator", "next_chunk", "tiles", "decode_tiles", "assembler")
-        if not isinstance(state, dict) or any(k not in state for k in keys):
-            raise ValueError("state is not an InpaintStream.state_dict(); pass what state_dict() returned.")
-        saved, own = dict(state["fingerprint"]), self._fingerprint()
-        differ = [k for k in own if saved.get(k) != own[k]]
-        if differ:
-            details = ", ".join(f"{k}: saved {saved.get(k)!r}, now {own[k]!r}" for k in differ)
-            raise ValueError(
-                f"state was saved by a stream for another clip or settings ({details}); build the stream with the "
-                "saved num_frames, height, width and settings, or start over without state."
-            )
+        check_saved_state(state, keys, self._fingerprint(), "InpaintStream")
         self._generator.set_state(state["generator"])
         self._next_chunk = int(state["next_chunk"])
         (rows, cols), (decode_rows, decode_cols) = state["tiles"], state["decode_tiles"]
