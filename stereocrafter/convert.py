@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -104,7 +105,8 @@ ProgressFn = Callable[[str, int, int], None]
 class PassStats:
     """What one pass of a conversion took. ``seconds`` is wall time with model loading included (``load_seconds``
     of it); the peaks are ``torch.cuda.max_memory_allocated`` / ``max_memory_reserved`` over the pass, in bytes
-    (0 without CUDA). A pass skipped by a resume is not reported."""
+    (0 without CUDA); ``host_peak`` is the process's peak RSS so far (``ru_maxrss``, bytes, 0 where unknown): a
+    later pass that raises it is the one that needs the host RAM. A pass skipped by a resume is not reported."""
 
     name: str  # "depth" or "stereo"
     frames: int
@@ -112,6 +114,7 @@ class PassStats:
     load_seconds: float = 0.0
     peak_allocated: int = 0
     peak_reserved: int = 0
+    host_peak: int = 0
 
     def summary(self) -> str:
         """One log line: time, s/frame, GPU peaks."""
@@ -121,6 +124,8 @@ class PassStats:
         if self.peak_reserved:
             line += f", GPU peak {self.peak_allocated / 1024**3:.2f} GiB allocated / "
             line += f"{self.peak_reserved / 1024**3:.2f} GiB reserved"
+        if self.host_peak:
+            line += f", host RAM peak so far {self.host_peak / 1024**3:.2f} GiB"
         return line
 
 
@@ -140,6 +145,7 @@ def _measured_pass(name: str, frames: int, on_pass_done: PassFn | None) -> Itera
         stats.peak_allocated = torch.cuda.max_memory_allocated()
         stats.peak_reserved = torch.cuda.max_memory_reserved()
     stats.seconds = time.perf_counter() - started
+    stats.host_peak = host_peak_bytes()
     logger.info("%s", stats.summary())
     if on_pass_done is not None:
         on_pass_done(stats)
@@ -725,14 +731,50 @@ def _estimate_depth(
 
 
 def _loaded(result: Any, settings: Any) -> tuple[Any, Any]:
-    """A stage's ``load()`` result as (pipeline, settings to run with)."""
+    """A stage's ``load()`` result as (pipeline, settings to run with). The host copies of weights that the load
+    moved to the GPU are given back to the system first (see :func:`_release_memory`)."""
+    _release_memory()
     return result if isinstance(result, tuple) else (result, settings)
 
 
 def _release_memory() -> None:
+    """Free what the last model left: Python garbage, CUDA's cached blocks, and the C heap's free pages.
+
+    Weight tensors under glibc's mmap threshold (most of a UNet's) live on the heap; freed, they stay in the process
+    (RSS) until ``malloc_trim``, so the stereo pass's models were loaded on top of the depth models' freed pages.
+    """
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    _trim_c_heap()
+
+
+@functools.cache
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None on other C libraries, e.g. macOS, Windows, musl)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def _trim_c_heap() -> None:
+    trim = _libc_malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def host_peak_bytes() -> int:
+    """This process's peak resident memory so far, in bytes (0 where ``resource`` is missing: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux: KiB; macOS: bytes
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
@@ -154,6 +155,20 @@ def test_cli_stats_report_each_pass(small, tmp_path):
     stereo = stats["passes"][0]
     assert stereo["frames"] == 10 and 0 < stereo["seconds"] <= stats["seconds"]
     assert stereo["peak_allocated"] == stereo["peak_reserved"] == 0 and stereo["load_seconds"] == 0
+    # The host peak is the process's high-water mark at the pass's end: a Python with torch holds > 100 MB.
+    assert 100 * 2**20 < stereo["host_peak"] <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@pytest.mark.parametrize("preset", [None, "backend:native"])
+def test_cli_uses_expandable_cuda_segments_unless_configured(monkeypatch, preset):
+    """The CLI asks CUDA's allocator for expandable segments (reserved close to allocated) before CUDA starts; a
+    PYTORCH_CUDA_ALLOC_CONF of the user's is left alone."""
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", preset or "")  # recorded, so the teardown restores it
+    if preset is None:
+        monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == (preset or "expandable_segments:True")
 
 
 def test_cli_keeps_compiled_kernels_in_a_lasting_cache(monkeypatch, tmp_path):
