@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,9 @@ from .model_sources import (
     DEPTH_ANYTHING,
     DEPTHCRAFTER,
     STEREOCRAFTER,
+    STEREOCRAFTER2,
     SVD,
+    WAN_VACE_BASE,
     MissingModelsError,
     ModelSource,
     default_models_root,
@@ -67,6 +69,8 @@ COMPILE_AUTO_MIN_FRAMES = 1500
 #: --tiles bound, as InpaintSettings.max_tiles: more tiles are mostly overlap and never finish.
 MAX_TILES = 64
 INDUCTOR_CACHE_DIR = Path("~/.cache/stereocrafter3d/inductor")
+#: Sub-folder of the Wan base folder where StereoCrafter2's empty-prompt embedding is cached.
+PROMPT_CACHE_FOLDER = ".stereocrafter3d"
 
 
 def _layout(value: str) -> str:
@@ -144,9 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "says (no model)")  # fmt: skip
     group.add_argument("--holes", default="fill", choices=["fill", "black"], help="with --no-inpaint: fill the "
                        "holes from the background beside them (default) or leave them black")  # fmt: skip
-    group.add_argument("--inpaint-steps", type=int, default=8, help="StereoCrafter denoising steps (default 8)")
-    group.add_argument("--tiles", type=_tiles, default=None, help="spatial tiles: auto (default, from the "
-                       "memory budget), N or RxC")  # fmt: skip
+    group.add_argument("--inpaint-model", default="stereocrafter", choices=["stereocrafter", "stereocrafter2"],
+                       help="stereocrafter (default: v1, SVD UNet, fp16) or stereocrafter2 (Wan2.1-VACE-14B "
+                       "transformer, bf16; --stereocrafter2 and --wan-base folders)")  # fmt: skip
+    group.add_argument("--inpaint-steps", type=int, default=None, help="denoising steps (default: stereocrafter 8, "
+                       "stereocrafter2 10)")  # fmt: skip
+    group.add_argument("--tiles", type=_tiles, default=None, help="spatial tiles: auto (default: stereocrafter from "
+                       "the memory budget, stereocrafter2 2x2), N or RxC")  # fmt: skip
     group = parser.add_argument_group("models")
     group.add_argument("--models", type=Path, default=None, help="models folder in ComfyUI's layout (default: "
                        "$STEREOCRAFTER3D_MODELS, ComfyUI's models/ when run from its custom_nodes, else "
@@ -155,9 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--depth-anything", help="folder name (in MODELS/depth_anything) or path of Depth Anything")
     group.add_argument("--stereocrafter", help="folder name (in MODELS/stereocrafter) or path of StereoCrafter")
     group.add_argument("--svd", help="folder name (in MODELS/diffusers) or path of SVD xt 1.1")
+    group.add_argument("--stereocrafter2", help="folder name (in MODELS/stereocrafter) or path of the StereoCrafter2 "
+                       "transformer")  # fmt: skip
+    group.add_argument("--wan-base", help="folder name (in MODELS/diffusers) or path of Wan2.1-VACE-14B-diffusers "
+                       "(its vae/, text_encoder/, tokenizer/)")  # fmt: skip
     group.add_argument("--download", action="store_true", help="download missing weights from Hugging Face")
     group.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
-                       help="model dtype (auto: fp16 on a GPU, fp32 on the CPU)")  # fmt: skip
+                       help="model dtype (auto: fp16 on a GPU, fp32 on the CPU; bf16 for stereocrafter2)")  # fmt: skip
     group.add_argument("--seed", type=int, default=42, help="noise seed of both models (default 42)")
     group.add_argument(
         "--compile",
@@ -251,10 +263,13 @@ def _model_dirs(args: argparse.Namespace) -> dict[ModelSource, Path]:
     """The folders of the models the arguments need (downloaded with --download); without it every missing one is
     named in one MissingModelsError."""
     depthcrafter = args.depth is None and args.depth_model == "depthcrafter"
-    wanted = [(SVD, args.svd)] if depthcrafter or not args.no_inpaint else []
+    v1 = not args.no_inpaint and args.inpaint_model == "stereocrafter"
+    v2 = not args.no_inpaint and args.inpaint_model == "stereocrafter2"
+    wanted = [(SVD, args.svd)] if depthcrafter or v1 else []
     wanted += [(DEPTHCRAFTER, args.depthcrafter)] if depthcrafter else []
     wanted += [(DEPTH_ANYTHING, args.depth_anything)] if args.depth is None and not depthcrafter else []
-    wanted += [(STEREOCRAFTER, args.stereocrafter)] if not args.no_inpaint else []
+    wanted += [(STEREOCRAFTER, args.stereocrafter)] if v1 else []
+    wanted += [(STEREOCRAFTER2, args.stereocrafter2), (WAN_VACE_BASE, args.wan_base)] if v2 else []
     root = args.models if args.models is not None else default_models_root()
     lookups = [(source, [root / source.folder_name], name) for source, name in wanted]
     paths = find_model_dirs(lookups, args.download, download_hint="pass --download")
@@ -298,6 +313,7 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
     conversion with --depth and --no-inpaint never needs."""
     from .depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size
     from .depthcrafter_unet import load_depthcrafter_unet
+    from .inpaint_model import InpaintOptions
     from .inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
     from .inpaint_unet import load_inpaint_unet
     from .memory_plan import DepthPlan, module_bytes, plan_depth, plan_inpaint
@@ -358,11 +374,12 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
             return pipeline, plan.settings
 
         depth_stage = DepthStage(load_depth, settings, model_id=f"{depth_dir.resolve()} {precision}")
-    if not args.no_inpaint:
+    if not args.no_inpaint and args.inpaint_model == "stereocrafter2":
+        inpaint_stage = _inpaint2_stage(args, dirs[STEREOCRAFTER2], dirs[WAN_VACE_BASE], device)
+    elif not args.no_inpaint:
         inpaint_dir = dirs[STEREOCRAFTER]
-        base = InpaintSettings.reference(tiles=2) if args.faithful else InpaintSettings()
-        inpaint_settings = replace(base, steps=args.inpaint_steps, tiles=args.tiles or base.tiles)
-        inpaint_settings.validate()
+        options = InpaintOptions(steps=args.inpaint_steps, tiles=args.tiles, faithful=args.faithful)
+        inpaint_settings = StereoInpaintPipeline.settings_from(options)
 
         def load_inpaint() -> tuple[StereoInpaintPipeline, InpaintSettings]:
             nonlocal compile_models
@@ -388,6 +405,28 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
         model_id = f"{inpaint_dir.resolve()} {precision}"
         inpaint_stage = InpaintStage(load_inpaint, inpaint_settings, args.seed, model_id=model_id)
     return depth_stage, inpaint_stage
+
+
+def _inpaint2_stage(
+    args: argparse.Namespace, transformer_dir: Path, base_dir: Path, device: torch.device
+) -> InpaintStage:
+    """StereoCrafter2 as the conversion's inpainting stage: bf16 unless --precision says otherwise (the reference's
+    dtype), the transformer's blocks streamed from the CPU when it does not fit the GPU budget (--gpu-memory)."""
+    from .inpaint2_pipeline import StereoCrafter2Pipeline, check_wan_base, find_stereocrafter2_transformer
+    from .inpaint2_pipeline import load_stereocrafter2 as load
+    from .inpaint_model import InpaintOptions
+
+    precision = args.precision if args.precision != "auto" else "bf16"
+    dtype = PRECISIONS[precision]
+    folder = find_stereocrafter2_transformer(transformer_dir)  # wrong folders are named before any pass runs
+    check_wan_base(base_dir)
+    options = InpaintOptions(steps=args.inpaint_steps, tiles=args.tiles, faithful=args.faithful)
+    settings = StereoCrafter2Pipeline.settings_from(options)
+    cache = base_dir / PROMPT_CACHE_FOLDER  # the empty prompt's embedding, next to the text encoder it comes from
+    budget = int(args.gpu_memory * 1024**3) if args.gpu_memory is not None else None
+    loader = lambda: load(folder, base_dir, device, dtype, cache, offload="auto", gpu_budget=budget)  # noqa: E731
+    model_id = f"{folder.resolve()} {base_dir.resolve()} {precision}"
+    return InpaintStage(loader, settings, args.seed, model_id=model_id)
 
 
 def _light_depth_stage(folder: Path, device: torch.device, dtype: torch.dtype, precision: str) -> DepthStage:

@@ -71,8 +71,7 @@ from .video_io import (
 
 if TYPE_CHECKING:  # the model modules import diffusers (~0.3 GB of RAM), which a model-free conversion never needs
     from .depth_pipeline import DepthSettings, VideoDepthPipeline
-    from .inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
-    from .inpaint_stream import InpaintStream
+    from .inpaint_model import InpaintModel, InpaintStreamLike
 
 logger = logging.getLogger(__name__)
 
@@ -243,12 +242,13 @@ class DepthStage:
 
 @dataclass(frozen=True)
 class InpaintStage:
-    """StereoCrafter inpainting of the splat's holes inside the conversion; ``load`` is called when the stereo
-    pass starts and returns the pipeline or (pipeline, settings to run with), as :class:`DepthStage`. ``model_id``
-    names the weights in the job record."""
+    """Inpainting of the splat's holes inside the conversion by any :class:`~.inpaint_model.InpaintModel`
+    (StereoCrafter or StereoCrafter2); ``load`` is called when the stereo pass starts and returns the model or
+    (model, settings to run with), as :class:`DepthStage`; ``settings`` are the model's kind
+    (``InpaintSettings`` / ``Inpaint2Settings``). ``model_id`` names the weights in the job record."""
 
-    load: Callable[[], StereoInpaintPipeline | tuple[StereoInpaintPipeline, InpaintSettings]]
-    settings: InpaintSettings
+    load: Callable[[], InpaintModel | tuple[InpaintModel, Any]]
+    settings: Any
     seed: int = 0
     model_id: str = "StereoCrafter"
 
@@ -853,8 +853,8 @@ class _StereoPass:
 
     def _inpaint_stream(
         self, stage: InpaintStage, report: _Progress, interrupt: Callable[[], None] | None, stats: PassStats
-    ) -> InpaintStream:
-        from .inpaint_stream import InpaintStream
+    ) -> InpaintStreamLike:
+        from .inpaint_model import check_inpaint_model, check_settings
 
         chunks = self.progress["chunks"]
         state = None
@@ -864,8 +864,10 @@ class _StereoPass:
         started = time.perf_counter()
         pipeline, run_settings = _loaded(stage.load(), stage.settings)
         stats.load_seconds = time.perf_counter() - started
-        stream = InpaintStream(
-            pipeline, info.frame_count, info.height, info.width, run_settings, stage.seed,
+        model = check_inpaint_model(pipeline, "InpaintStage.load()")
+        check_settings(model, run_settings)
+        stream = model.open_stream(
+            info.frame_count, info.height, info.width, run_settings, stage.seed,
             progress=lambda step: report.fraction("stereo", step.fraction), interrupt=interrupt, state=state,
             cuts=self.cuts,
         )  # fmt: skip

@@ -38,16 +38,19 @@ from __future__ import annotations
 import gc
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 
 from .inpaint_pipeline import InpaintProgress, binarize_mask, check_inputs, composite, composite_alpha
 from .inpaint_stream import check_saved_state
+
+if TYPE_CHECKING:
+    from .inpaint_model import InpaintOptions
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,11 @@ TRANSFORMER_REPO = "TencentARC/StereoCrafter2"
 PROMPT_MAX_TOKENS = 226  # the reference's max_sequence_length
 TIMESTEP_SCALE = 1000.0  # num_train_timesteps: timestep = 1000 σ
 GREY = 0.5  # what the reference paints into the holes before encoding
+#: GPU memory a chunk needs beyond the resident weights at the defaults (81 frames, 1080p as 2 × 2 tiles): an
+#: estimate, not measured yet (bench/inpaint2.py measures it); ``offload='auto'`` streams the transformer's blocks
+#: when the weights plus this do not fit.
+WORKING_BYTES = 12 * 1024**3
+OffloadMode = Literal["none", "group", "auto"]
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,22 @@ def plan_chunks2(
             start = max(0, num_frames - chunk_frames)
         chunks.append(cut(start, chunks[-1].end))
     return [c for c in chunks if c is not None]
+
+
+def plan_chunks2_in_shots(
+    num_frames: int, chunk_frames: int, overlap: int, cuts: Sequence[int] = (), stride: int = 4,
+    fit: TemporalFit = "pad",
+) -> list[Chunk2]:  # fmt: skip
+    """:func:`plan_chunks2` within each shot (``cuts`` = first frames of new shots): no chunk spans a cut, so
+    nothing of one shot conditions or blends into the next. With ``fit='crop'`` only the last shot is cut as the
+    reference; earlier shots are padded (a cropped shot's tail would keep the warped input in mid-clip)."""
+    bounds = [0, *sorted({int(c) for c in cuts if 0 < int(c) < num_frames}), num_frames]
+    chunks: list[Chunk2] = []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        shot_fit: TemporalFit = fit if b == num_frames else "pad"
+        for c in plan_chunks2(b - a, chunk_frames, overlap, stride, shot_fit):
+            chunks.append(Chunk2(c.start + a, c.end + a, c.new_from + a, c.pad))
+    return chunks
 
 
 @dataclass(frozen=True)
@@ -316,8 +340,12 @@ class StereoCrafter2Pipeline:
         device: where computation runs; None = the transformer's device (give it when the transformer is
             group-offloaded, its weights then live on the CPU).
 
-    Computation runs in the transformer's dtype (bf16 as the reference); the VAE is expected on ``device``.
+    Computation runs in the transformer's dtype (bf16 as the reference); the VAE is expected on ``device``. It is an
+    :class:`~.inpaint_model.InpaintModel` (``open_stream``, ``settings_from``), as StereoCrafter v1's pipeline.
     """
+
+    model_name = "StereoCrafter2"
+    settings_type = Inpaint2Settings
 
     def __init__(
         self,
@@ -375,6 +403,7 @@ class StereoCrafter2Pipeline:
         *,
         generator: torch.Generator | None = None,
         progress: ProgressFn | None = None,
+        interrupt: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """Inpaint a whole clip.
 
@@ -384,13 +413,60 @@ class StereoCrafter2Pipeline:
             settings: see :class:`Inpaint2Settings`.
             seed: noise seed (a generator on the transformer's device, as the reference seeds its device).
             generator: a generator on the transformer's device instead of ``seed``.
+            progress: called after every denoising step with an :class:`InpaintProgress`.
+            interrupt: called before every denoising step; raise from it to stop (e.g. ComfyUI's cancel).
 
         Returns:
             [T, H, W, 3] float32 0..1 on the frames' device.
         """
         frames, mask = check_inputs(frames, mask)
-        stream = Inpaint2Stream(self, *frames.shape[:3], settings, seed, generator=generator, progress=progress)
+        stream = Inpaint2Stream(
+            self, *frames.shape[:3], settings, seed, generator=generator, progress=progress, interrupt=interrupt
+        )
         return torch.cat([stream.push(frames, mask), stream.finish()])
+
+    # -- the InpaintModel interface (stereocrafter/inpaint_model.py)
+
+    @classmethod
+    def settings_from(cls, options: InpaintOptions) -> Inpaint2Settings:
+        """Settings from the knobs both models share: ours (or :meth:`Inpaint2Settings.reference` when
+        ``options.faithful``) with every option that is not None applied. ``chunk_frames`` is rounded down to
+        ``1 + 4k`` (the VAE's temporal stride), ``fit`` sets ``temporal_fit``; ``guidance_scale`` is ignored (the
+        reference runs no guidance)."""
+        base = Inpaint2Settings.reference() if options.faithful else Inpaint2Settings()
+        names = ("steps", "chunk_overlap", "tiles", "composite", "seams")
+        changes: dict[str, Any] = {n: getattr(options, n) for n in names if getattr(options, n) is not None}
+        if options.chunk_frames is not None:
+            frames = max(options.chunk_frames - 1, 0) // 4 * 4 + 1
+            if frames != options.chunk_frames:
+                logger.info("StereoCrafter2: chunks of %d frames (1 + 4k) instead of %d.", frames, options.chunk_frames)
+            changes["chunk_frames"] = frames
+        if options.fit is not None:
+            changes["temporal_fit"] = options.fit
+        if options.guidance_scale is not None and options.guidance_scale != 1.0:
+            logger.warning("StereoCrafter2 runs no guidance: guidance_scale %g is ignored.", options.guidance_scale)
+        settings = replace(base, **changes)
+        settings.validate()
+        return settings
+
+    def open_stream(
+        self,
+        num_frames: int,
+        height: int,
+        width: int,
+        settings: Inpaint2Settings,
+        seed: int = 0,
+        *,
+        progress: ProgressFn | None = None,
+        interrupt: Callable[[], None] | None = None,
+        state: dict[str, Any] | None = None,
+        cuts: Sequence[int] = (),
+    ) -> Inpaint2Stream:
+        """An :class:`Inpaint2Stream` of this pipeline (see there for the arguments)."""
+        return Inpaint2Stream(
+            self, num_frames, height, width, settings, seed, progress=progress, interrupt=interrupt, state=state,
+            cuts=cuts,
+        )  # fmt: skip
 
     # -- one chunk
 
@@ -402,7 +478,7 @@ class StereoCrafter2Pipeline:
 
     def _denoise_tile(
         self, cond: torch.Tensor, soft: torch.Tensor, generator: torch.Generator, settings: Inpaint2Settings,
-        report: Callable[[int], None],
+        report: Callable[[int], None], interrupt: Callable[[], None] | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """One tile of one chunk. cond [1, 3, F, h, w] fp32 0..1 (holes grey), soft mask [1, F, h, w] fp32 0..1 →
         final latents [1, z, f, h/8, w/8] in the model dtype."""
@@ -422,6 +498,8 @@ class StereoCrafter2Pipeline:
         embeds = self.prompt_embeds.to(device, dtype)
         sigmas = flow_sigmas(settings.steps, settings.shift)
         for i, sigma in enumerate(sigmas):
+            if interrupt is not None:
+                interrupt()
             timestep = (sigma * TIMESTEP_SCALE).unsqueeze(0).to(device, dtype)
             with torch.no_grad():
                 velocity = self.transformer(
@@ -452,8 +530,11 @@ class Inpaint2Stream:
         settings: see :class:`Inpaint2Settings`.
         seed: noise seed for a generator on the pipeline's device (ignored when ``generator`` is given).
         progress: called after every denoising step.
+        interrupt: called before every denoising step; raise from it to stop. A push that raises leaves the stream
+            unusable: continue from the last :meth:`state_dict` instead.
         state: a :meth:`state_dict` of a stream built with the same clip length, size and settings; this stream
             continues after its :attr:`frames_out` frames (push the input again from frame ``frames_out``).
+        cuts: first frames of new shots: temporal chunks restart there (:func:`plan_chunks2_in_shots`).
     """
 
     def __init__(
@@ -467,18 +548,21 @@ class Inpaint2Stream:
         *,
         generator: torch.Generator | None = None,
         progress: ProgressFn | None = None,
+        interrupt: Callable[[], None] | None = None,
         state: dict[str, Any] | None = None,
+        cuts: Sequence[int] = (),
     ) -> None:
         settings.validate(pipe.temporal)
         if height < 1 or width < 1:
             raise ValueError(f"height and width must be >= 1, got {width}x{height}.")
-        self.pipe, self.settings, self.progress = pipe, settings, progress
+        self.pipe, self.settings, self.progress, self.interrupt = pipe, settings, progress, interrupt
+        self.cuts = sorted({int(c) for c in cuts if 0 < int(c) < num_frames})
         self.num_frames, self.height, self.width = num_frames, height, width
         base = pipe.spatial * pipe.patch
         self.rows = plan_tile_axis(height, settings.tiles[0], settings.tile_overlap_px, base)
         self.cols = plan_tile_axis(width, settings.tiles[1], settings.tile_overlap_px, base)
-        self.chunks = plan_chunks2(
-            num_frames, settings.chunk_frames, settings.chunk_overlap, pipe.temporal, settings.temporal_fit
+        self.chunks = plan_chunks2_in_shots(
+            num_frames, settings.chunk_frames, settings.chunk_overlap, self.cuts, pipe.temporal, settings.temporal_fit
         )
         self.covered = self.chunks[-1].end  # < num_frames only for temporal_fit='crop' on short clips
         if self.covered < num_frames:
@@ -498,6 +582,7 @@ class Inpaint2Stream:
         self._fb_start = 0
         self._feedback = torch.zeros(0, 3, self.rows.padded, self.cols.padded)
         self._out: list[torch.Tensor] = []
+        self._failure: str | None = None  # a push that raised: its frames were taken, the stream cannot go on
         if state is not None:
             self._load_state(state)
 
@@ -507,12 +592,22 @@ class Inpaint2Stream:
         return self._emitted
 
     def _fingerprint(self) -> dict[str, Any]:
-        return {"num_frames": self.num_frames, "height": self.height, "width": self.width, **asdict(self.settings)}
+        cuts = {"cuts": self.cuts} if self.cuts else {}  # absent without cuts: states saved before still load
+        return {"num_frames": self.num_frames, "height": self.height, "width": self.width, **cuts,
+                **asdict(self.settings)}  # fmt: skip
+
+    def _check_usable(self, what: str) -> None:
+        if self._failure is not None:
+            raise ValueError(
+                f"{what} after a push that failed ({self._failure}): its frames are lost; build a new stream with "
+                "state= the last state_dict() taken before it, or start over."
+            )
 
     def state_dict(self) -> dict[str, Any]:
         """torch.save-able state to continue later: generator state, the next chunk, the outputs the next chunk's
         overlap takes (padded frames, fp32) and the masks of those frames. A stream built with ``state=`` this
         continues after :attr:`frames_out`; its outputs equal an uninterrupted run's bit for bit."""
+        self._check_usable("state_dict()")
         keep = self._emitted - self._in_start
         return {
             "fingerprint": self._fingerprint(),
@@ -542,6 +637,7 @@ class Inpaint2Stream:
     def push(self, warped: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """warped [n, H, W, 3] float 0..1, mask [n, H, W] 0..1 (1 = hole): the next n frames. Returns the frames
         finished by this push [k, H, W, 3] float32 (k may be 0), in order."""
+        self._check_usable("push()")
         warped, mask = check_inputs(warped, mask)
         if tuple(warped.shape[1:3]) != (self.height, self.width):
             raise ValueError(
@@ -550,6 +646,13 @@ class Inpaint2Stream:
             )
         if self._pushed + len(warped) > self.num_frames:
             raise ValueError(f"pushed {self._pushed + len(warped)} frames into a stream of {self.num_frames}.")
+        try:
+            return self._push(warped, mask)
+        except BaseException as exc:  # an interrupt or out of memory mid-chunk: the frames taken are lost
+            self._failure = type(exc).__name__
+            raise
+
+    def _push(self, warped: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         self._out_device = warped.device
         self._frames = torch.cat([self._frames.to(warped.device), warped])
         self._mask = torch.cat([self._mask.to(warped.device), mask])
@@ -567,6 +670,7 @@ class Inpaint2Stream:
 
     def finish(self) -> torch.Tensor:
         """Check that the whole clip was pushed; returns what is left (nothing: chunks emit as they finish)."""
+        self._check_usable("finish()")
         if self._pushed != self.num_frames:
             raise ValueError(f"the stream got {self._pushed} of its {self.num_frames} frames; push the rest first.")
         out, self._out = self._out, []
@@ -606,7 +710,7 @@ class Inpaint2Stream:
                         self.progress(Inpaint2Progress(index, len(self.chunks), tile, tiles_total, step, s.steps))
 
                 sl = (..., slice(y, y + self.rows.size), slice(x, x + self.cols.size))
-                row.append(self.pipe._denoise_tile(cond[sl], soft[sl], self.generator, s, report))
+                row.append(self.pipe._denoise_tile(cond[sl], soft[sl], self.generator, s, report, self.interrupt))
             latents.append(row)
         frames = self.pipe._decode(blend_tile_latents(latents, self.rows, self.cols, self.pipe.spatial))
         del latents
@@ -743,9 +847,28 @@ def empty_prompt_embeds(
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"prompt_embeds": embeds.contiguous()}, str(cache))
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"prompt_embeds": embeds.contiguous()}, str(cache))
+        except OSError as exc:  # a read-only models folder: the next load runs the text encoder again
+            logger.warning("Could not cache the empty-prompt embedding in %s: %s", cache, exc)
     return embeds
+
+
+def choose_offload(transformer: torch.nn.Module, device: torch.device, gpu_budget: int | None = None) -> OffloadMode:
+    """``group`` when ``device`` is CUDA and the transformer's weights plus :data:`WORKING_BYTES` exceed
+    ``gpu_budget`` (bytes; None = free memory on the device now), else ``none``."""
+    if device.type != "cuda":
+        return "none"
+    weights = sum(p.numel() * p.element_size() for p in transformer.parameters())
+    budget = gpu_budget if gpu_budget is not None else torch.cuda.mem_get_info(device)[0]
+    mode: OffloadMode = "group" if weights + WORKING_BYTES > budget else "none"
+    logger.info(
+        "StereoCrafter2: %.1f GiB of transformer weights + %.0f GiB working memory, %.1f GiB available: %s.",
+        weights / 1024**3, WORKING_BYTES / 1024**3, budget / 1024**3,
+        "group offloading (blocks streamed from the CPU)" if mode == "group" else "resident weights",
+    )  # fmt: skip
+    return mode
 
 
 def load_stereocrafter2(
@@ -754,7 +877,9 @@ def load_stereocrafter2(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.bfloat16,
     prompt_cache_dir: str | Path | None = None,
-    offload: Literal["none", "group"] = "none",
+    offload: OffloadMode = "none",
+    gpu_budget: int | None = None,
+    text_encoder_device: torch.device | str | None = None,
 ) -> StereoCrafter2Pipeline:
     """Load StereoCrafter2 (transformer folder of TencentARC/StereoCrafter2, VAE/UMT5/tokenizer of the Wan2.1-VACE
     base) onto ``device`` in ``dtype`` (bf16 as the reference). The text encoder runs once, before the transformer
@@ -762,9 +887,12 @@ def load_stereocrafter2(
 
     ``offload='group'`` keeps the transformer's weights on the CPU and moves them block by block to ``device`` with
     diffusers' group offloading (prefetched on a CUDA stream): the same numbers for about one block of GPU memory
-    instead of ~28 GB, slower by the host-to-device copies (not measured yet)."""
-    if offload not in ("none", "group"):
-        raise ValueError(f"offload must be 'none' or 'group', got {offload!r}.")
+    instead of ~28 GB, slower by the host-to-device copies (not measured yet). ``offload='auto'`` chooses group
+    offloading on CUDA when the transformer's weights plus :data:`WORKING_BYTES` exceed ``gpu_budget`` (bytes;
+    default what is free on the device), else resident weights. The text encoder runs on ``text_encoder_device``
+    (default ``device``) when no cached embedding is found."""
+    if offload not in ("none", "group", "auto"):
+        raise ValueError(f"offload must be 'none', 'group' or 'auto', got {offload!r}.")
     try:
         from diffusers import AutoencoderKLWan, WanVACETransformer3DModel
     except ImportError as exc:
@@ -778,11 +906,14 @@ def load_stereocrafter2(
     base = Path(base_dir)
     cached = prompt_cache_dir is not None and prompt_cache_file(prompt_cache_dir, dtype).is_file()
     check_wan_base(base, need_text_encoder=not cached)
-    embeds = empty_prompt_embeds(base, dtype, device, prompt_cache_dir)
+    encoder_device = text_encoder_device if text_encoder_device is not None else device
+    embeds = empty_prompt_embeds(base, dtype, encoder_device, prompt_cache_dir)
     vae = AutoencoderKLWan.from_pretrained(base / "vae", torch_dtype=dtype).to(device).eval()
     transformer = WanVACETransformer3DModel.from_pretrained(folder, torch_dtype=dtype).eval()
     vae.requires_grad_(False)
     transformer.requires_grad_(False)
+    if offload == "auto":
+        offload = choose_offload(transformer, torch.device(device), gpu_budget)
     if offload == "group":
         onload = torch.device(device)
         transformer.enable_group_offload(

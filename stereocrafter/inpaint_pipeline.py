@@ -27,10 +27,10 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,10 @@ from .svd_components import CLIP_MEAN, CLIP_STD, SVDComponents, load_svd_compone
 from .svd_preprocess import clip_image_embeds, iter_vae_decode, module_device_dtype, module_dtype, vae_encode_chunks
 from .temporal_chunks import Chunk, SeamMode, plan_chunks
 from .tiling import TileMode, auto_tile_counts, blend_tiles, more_tiles, plan_tiles
+
+if TYPE_CHECKING:
+    from .inpaint_model import InpaintOptions
+    from .inpaint_stream import InpaintStream
 
 logger = logging.getLogger(__name__)
 
@@ -378,8 +382,12 @@ class StereoInpaintPipeline:
             processor, as the reference runs it.
 
     The modules may be anywhere; computation runs on the UNet's device (VAE and CLIP are expected there too —
-    use :meth:`to`). Weights dtype is the caller's choice (fp16 as in the reference).
+    use :meth:`to`). Weights dtype is the caller's choice (fp16 as in the reference). It is an
+    :class:`~.inpaint_model.InpaintModel` (``open_stream``, ``settings_from``), as StereoCrafter2's pipeline.
     """
+
+    model_name = "StereoCrafter"
+    settings_type = InpaintSettings
 
     def __init__(
         self,
@@ -540,6 +548,43 @@ class StereoInpaintPipeline:
         out = stream.push(frames, mask)
         stream.finish()  # nothing is left: the push that completes the clip returns every frame
         return out
+
+    # -- the InpaintModel interface (stereocrafter/inpaint_model.py)
+
+    @classmethod
+    def settings_from(cls, options: InpaintOptions) -> InpaintSettings:
+        """Settings from the knobs both models share: ours (or :meth:`InpaintSettings.reference` with 2 × 2 tiles
+        when ``options.faithful``) with every option that is not None applied; ``fit='crop'`` crops to multiples of
+        128 as the reference, ``pad`` pads to the UNet's 64."""
+        base = InpaintSettings.reference(tiles=2) if options.faithful else InpaintSettings()
+        names = ("steps", "chunk_frames", "chunk_overlap", "tiles", "composite", "seams", "guidance_scale")
+        changes: dict[str, Any] = {n: getattr(options, n) for n in names if getattr(options, n) is not None}
+        if options.fit is not None:
+            changes.update(fit=options.fit, multiple=128 if options.fit == "crop" else InpaintSettings.multiple)
+        settings = replace(base, **changes)
+        settings.validate()
+        return settings
+
+    def open_stream(
+        self,
+        num_frames: int,
+        height: int,
+        width: int,
+        settings: InpaintSettings,
+        seed: int = 0,
+        *,
+        progress: ProgressFn | None = None,
+        interrupt: InterruptFn | None = None,
+        state: dict[str, Any] | None = None,
+        cuts: Sequence[int] = (),
+    ) -> InpaintStream:
+        """An :class:`~.inpaint_stream.InpaintStream` of this pipeline (see there for the arguments)."""
+        from .inpaint_stream import InpaintStream  # imported here: that module builds on this one
+
+        return InpaintStream(
+            self, num_frames, height, width, settings, seed, progress=progress, interrupt=interrupt, state=state,
+            cuts=cuts,
+        )  # fmt: skip
 
     # -- chunk level
 

@@ -170,6 +170,12 @@ def describe_unet_config(config: dict[str, Any]) -> str:
 
 def check_unet_config(config: dict[str, Any], expected_in_channels: int, folder: Path, wanted: str, repo: str) -> None:
     """Reject a config that is not an SVD-architecture UNet with ``expected_in_channels`` input channels."""
+    if config.get("_class_name") == "WanVACETransformer3DModel":
+        raise ModelFilesError(
+            f"{folder} holds a Wan-VACE transformer (StereoCrafter2), not an SVD UNet: load it with "
+            f"LoadStereoCrafter2 (command line: --inpaint-model stereocrafter2), or point this input at {wanted} "
+            f"({repo})."
+        )
     if "block_out_channels" not in config or "in_channels" not in config:
         raise ModelFilesError(
             f"{folder / 'config.json'} is not a UNet config (no block_out_channels/in_channels). Point this input at "
@@ -181,6 +187,33 @@ def check_unet_config(config: dict[str, Any], expected_in_channels: int, folder:
             f"{folder} holds a UNet with in_channels={in_channels}, but {wanted} needs {expected_in_channels}: this "
             f"looks like {describe_unet_config(config)}. Point this input at {wanted} ({repo})."
         )
+
+
+def _class_name(path: Path) -> str | None:
+    """``_class_name`` of a JSON config, None when it is missing or unreadable (listing folders never fails)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data.get("_class_name") if isinstance(data, dict) else None
+
+
+def model_kind(folder: Path) -> str | None:
+    """Which of the models that share a kind folder ``folder`` holds, from its configs alone: ``stereocrafter``
+    (v1's SVD UNet), ``stereocrafter2`` (the Wan-VACE transformer), ``svd`` or ``wan_vace_base`` (pipelines in
+    models/diffusers); None when it is none of them or not downloaded yet."""
+    index = _class_name(folder / "model_index.json")
+    if index is not None:
+        return {"StableVideoDiffusionPipeline": "svd", "WanVACEPipeline": "wan_vace_base"}.get(index)
+    if (folder / "unet_diffusers" / "config.json").is_file():
+        return "stereocrafter"
+    for config in (folder / "config.json", folder / "transformer" / "config.json"):
+        name = _class_name(config)
+        if name == "WanVACETransformer3DModel":
+            return "stereocrafter2"
+        if name == "UNetSpatioTemporalConditionModel" and config.parent == folder:
+            return "stereocrafter"
+    return None
 
 
 def looks_like_svd_root(folder: Path) -> bool:
@@ -265,6 +298,12 @@ def find_svd_folder(root: str | Path) -> Path:
         raise ModelFilesError(
             f"{folder} is not a Stable Video Diffusion folder (no model_index.json, no vae/). Download {SVD_REPO} "
             "there (the repository is gated: accept its licence on Hugging Face first)."
+        )
+    index = folder / "model_index.json"
+    if index.is_file() and read_json(index, "pipeline index", SVD_REPO).get("_class_name") == "WanVACEPipeline":
+        raise ModelFilesError(
+            f"{folder} is the Wan2.1-VACE base of StereoCrafter2, not Stable Video Diffusion: it goes to "
+            f"LoadStereoCrafter2's wan_base input. Point this input at the {SVD_REPO} folder."
         )
     for sub in ("vae", "image_encoder", "feature_extractor", "scheduler"):
         if not (folder / sub).is_dir():

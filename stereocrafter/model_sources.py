@@ -6,6 +6,8 @@ A models folder has ComfyUI's layout, one sub-folder per kind, Hugging Face fold
     <models>/stereocrafter/StereoCrafter/                             TencentARC/StereoCrafter
     <models>/diffusers/stable-video-diffusion-img2vid-xt-1-1/         stabilityai/stable-video-diffusion-img2vid-xt-1-1
     <models>/depth_anything/Depth-Anything-V2-Small-hf/              depth-anything/Depth-Anything-V2-Small-hf
+    <models>/stereocrafter/StereoCrafter2/                            TencentARC/StereoCrafter2 (transformer)
+    <models>/diffusers/Wan2.1-VACE-14B-diffusers/                     Wan-AI/Wan2.1-VACE-14B-diffusers (VAE, UMT5, tok.)
 
 The ComfyUI nodes search ComfyUI's folders for these kinds; the command line searches one models folder
 (:func:`default_models_root`).
@@ -85,6 +87,43 @@ DEPTH_ANYTHING = ModelSource(
     "main",  # no commit hash could be verified offline
     ("config.json", "model.safetensors", "preprocessor_config.json"),
     download_size="about 100 MB",
+)
+
+
+#: StereoCrafter2's fine-tuned Wan2.1-VACE-14B transformer (bf16, sharded safetensors at the repository's root;
+#: a ``transformer/`` sub-folder is fetched too if the repository has one).
+STEREOCRAFTER2 = ModelSource(
+    "stereocrafter",
+    "StereoCrafter2",
+    "TencentARC/StereoCrafter2",
+    "main",  # no commit hash could be verified offline
+    (
+        "config.json",
+        "diffusion_pytorch_model*.safetensors",
+        "diffusion_pytorch_model.safetensors.index.json",
+        "transformer/config.json",
+        "transformer/diffusion_pytorch_model*.safetensors",
+        "transformer/diffusion_pytorch_model.safetensors.index.json",
+    ),
+    download_size="about 35 GB",
+)
+#: What StereoCrafter2 takes from the Wan2.1-VACE-14B base: VAE, UMT5-XXL text encoder and tokenizer (its own
+#: ~28 GB base transformer is not fetched).
+WAN_VACE_BASE = ModelSource(
+    "diffusers",
+    "Wan2.1-VACE-14B-diffusers",
+    "Wan-AI/Wan2.1-VACE-14B-diffusers",
+    "main",  # no commit hash could be verified offline
+    (
+        "model_index.json",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model*.safetensors",
+        "text_encoder/config.json",
+        "text_encoder/model*.safetensors",
+        "text_encoder/model.safetensors.index.json",
+        "tokenizer/*",
+    ),
+    download_size="about 12 GB",
 )
 
 
