@@ -17,6 +17,7 @@ if ComfyExtension is not None:
     from .nodes.depth_nodes import LoadDepthCrafter, VideoDepth
     from .nodes.fill_node import FillHoles
     from .nodes.inpaint_nodes import LoadStereoCrafter, StereoInpaint
+    from .nodes.light_depth_nodes import LightVideoDepth, LoadDepthAnything
     from .nodes.model_folders import register_model_folders
     from .nodes.splat_node import ForwardSplat
 
@@ -30,6 +31,8 @@ if ComfyExtension is not None:
             return [
                 LoadDepthCrafter,
                 VideoDepth,
+                LoadDepthAnything,
+                LightVideoDepth,
                 ForwardSplat,
                 FillHoles,
                 LoadStereoCrafter,

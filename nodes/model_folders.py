@@ -4,6 +4,7 @@ Layout (Hugging Face folders kept as they are):
   models/depthcrafter/<name>/     tencent/DepthCrafter (config.json + diffusion_pytorch_model.safetensors)
   models/stereocrafter/<name>/    TencentARC/StereoCrafter (unet_diffusers/ or the files at its root)
   models/diffusers/<name>/        stabilityai/stable-video-diffusion-img2vid-xt-1-1 (vae/, image_encoder/, ...)
+  models/depth_anything/<name>/   depth-anything/Depth-Anything-V2-Small-hf (config.json, model.safetensors, ...)
 Extra locations from extra_model_paths.yaml under the same folder names are searched too.
 """
 
@@ -15,20 +16,21 @@ from pathlib import Path
 import comfy.model_management as model_management
 import folder_paths
 
-from ..stereocrafter.model_sources import DEPTHCRAFTER, STEREOCRAFTER, ModelSource, find_model_dirs
+from ..stereocrafter.model_sources import DEPTH_ANYTHING, DEPTHCRAFTER, STEREOCRAFTER, ModelSource, find_model_dirs
 
 _registered = False
 
 
 def register_model_folders() -> None:
-    """Add models/depthcrafter and models/stereocrafter (``diffusers`` is a core folder); keeps yaml paths.
+    """Add models/depthcrafter, models/stereocrafter and models/depth_anything (``diffusers`` is a core folder);
+    keeps yaml paths.
 
     Runs once: the extension calls it from ``on_load`` (ComfyUI 0.33+) and again before listing its nodes (0.3.75
     never calls ``on_load``); later calls do nothing."""
     global _registered
     if _registered:
         return
-    for source in (DEPTHCRAFTER, STEREOCRAFTER):
+    for source in (DEPTHCRAFTER, STEREOCRAFTER, DEPTH_ANYTHING):
         folder_paths.add_model_folder_path(
             source.folder_name, os.path.join(folder_paths.models_dir, source.folder_name)
         )

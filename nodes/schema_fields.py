@@ -10,6 +10,8 @@ from comfy_api.latest import io
 SEARCH_ALIASES: dict[str, list[str]] = {
     "SC3D_LoadDepthCrafter": ["depthcrafter", "video depth model", "depth estimation", "2d to 3d"],
     "SC3D_VideoDepth": ["video depth", "depth map", "depth estimation", "depthcrafter", "2d to 3d"],
+    "SC3D_LoadDepthAnything": ["depth anything", "light depth model", "depth estimation", "no diffusion", "2d to 3d"],
+    "SC3D_LightVideoDepth": ["video depth", "depth anything", "fast depth", "depth estimation", "2d to 3d"],
     "SC3D_ForwardSplat": ["depth warp", "stereo", "right eye", "disparity", "novel view", "2d to 3d"],
     "SC3D_LoadStereoCrafter": ["stereocrafter", "stereo inpainting model", "2d to 3d"],
     "SC3D_FillHoles": ["fill holes", "hole filling", "disocclusion", "no model", "stereo", "2d to 3d"],

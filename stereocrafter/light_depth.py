@@ -11,7 +11,8 @@ over time. :class:`TemporalStabilizer` fixes that in two steps per frame, at the
 
 :func:`flicker` measures the result (mean |d_t − d_{t−1}| over the clip's depth range). :class:`LightDepthPipeline`
 has the converter's depth-stage interface (``stream(frames, num_frames, settings, progress=, interrupt=)`` and
-``num_progress_steps``), so it replaces DepthCrafter in :func:`~.convert.convert_video` unchanged.
+``num_progress_steps``), so it replaces DepthCrafter in :func:`~.convert.convert_video` unchanged; calling it on a
+whole clip (the LightVideoDepth node) gives depth normalised over the clip, as VideoDepth's.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 #: The first stabilised frame's depth range is mapped to [ANCHOR_LOW, ANCHOR_HIGH] of the 0..1 output, leaving room
 #: for later frames to reach nearer or farther without clipping (the converter normalises over the clip anyway).
 ANCHOR_LOW, ANCHOR_HIGH = 0.25, 0.75
+#: Where the models come from, for messages.
+REPO_ID = "depth-anything/Depth-Anything-V2-Small-hf"
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,60 @@ class TemporalStabilizer:
         return out
 
 
+#: Memory of the model's activations per pixel at the processing size per frame of a batch, in fp32: Depth Anything V2
+#: Small's peak RSS grew by about 640 bytes per pixel per frame on the CPU (batches of 2 and 4 at 1080p, 518x924);
+#: rounded up. Not measured on a GPU yet (bench/light_depth.py prints the peak there).
+_MODEL_BYTES_PER_PIXEL_FP32 = 700
+
+
+def working_memory_bytes(
+    size: tuple[int, int], frame_size: tuple[int, int], batch_size: int, dtype: torch.dtype = torch.float16
+) -> int:
+    """GPU memory one model batch needs beyond the weights, for a memory manager to free (ComfyUI's
+    ``load_models_gpu``): the model's activations (scaled by pixels at the processing size and element size from a
+    CPU measurement of Depth Anything V2 Small) plus the batch's fp32 frames, their resized copies and the
+    upsampled depth, plus 10 %.
+
+    Args:
+        size: processing size (h, w), see :func:`processing_size`.
+        frame_size: the frames' (H, W).
+        batch_size: frames per model call.
+    """
+    element = torch.finfo(dtype).bits / 32
+    model = _MODEL_BYTES_PER_PIXEL_FP32 * element * size[0] * size[1]
+    frames = 4 * (3 + 2) * frame_size[0] * frame_size[1]  # fp32 RGB in, depth out and its upsampling temporary
+    return int(1.1 * batch_size * (model + frames + 4 * 3 * 2 * size[0] * size[1]))
+
+
+class WrongModelFolderError(FileNotFoundError):
+    """A model folder that is not a depth-estimation model in the Hugging Face layout (files missing, or another
+    model's); the message names the folder, what is wrong and the fix."""
+
+
+def check_model_folder(folder: Path, fix: str = "download it again (--download)") -> None:
+    """Raise :class:`WrongModelFolderError` unless ``folder`` holds :data:`MODEL_FILES` and its config.json is a
+    model that transformers' ``AutoModelForDepthEstimation`` reads (e.g. not a DepthCrafter UNet put there)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES
+
+    expected = f"it must hold a Depth Anything model in the Hugging Face layout ({REPO_ID}: {', '.join(MODEL_FILES)})"
+    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+    if missing:
+        raise WrongModelFolderError(f"{folder} lacks {', '.join(missing)}: {expected}; {fix}.")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise WrongModelFolderError(f"{folder}/config.json cannot be read ({exc}): {expected}; {fix}.") from None
+    config = config if isinstance(config, dict) else {}
+    model_type = config.get("model_type")
+    if model_type not in MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES:
+        # A diffusers config (e.g. a DepthCrafter UNet) names its class instead of a model_type.
+        what = f"model_type {model_type!r}" if model_type else f"no model_type; class {config.get('_class_name')!r}"
+        raise WrongModelFolderError(
+            f"{folder}/config.json is not a depth-estimation model ({what}; transformers reads "
+            f"{', '.join(sorted(MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES))}): {expected}; {fix}."
+        )
+
+
 def processing_size(height: int, width: int, size: tuple[int, int], multiple: int) -> tuple[int, int]:
     """DPTImageProcessor's resize with ``keep_aspect_ratio`` and ``ensure_multiple_of``: the scale of the side whose
     target is closer to its own size, both sides rounded to the multiple (at least one multiple)."""
@@ -164,21 +221,21 @@ class LightDepthPipeline:
 
     @classmethod
     def from_pretrained(
-        cls, folder: Path | str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+        cls,
+        folder: Path | str,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        fix: str = "download it again (--download)",
     ) -> LightDepthPipeline:
-        """Load a Depth Anything folder in the Hugging Face layout (:data:`MODEL_FILES`)."""
+        """Load a Depth Anything folder in the Hugging Face layout (:data:`MODEL_FILES`; weights from safetensors
+        only). A folder in another layout is a :class:`WrongModelFolderError` naming what is wrong and ``fix``."""
         from transformers import AutoModelForDepthEstimation
 
         folder = Path(folder)
-        missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"{folder} lacks {', '.join(missing)}: it must hold a Depth Anything model in the Hugging Face layout "
-                "(e.g. depth-anything/Depth-Anything-V2-Small-hf); download it again (--download)."
-            )
+        check_model_folder(folder, fix)
         preprocessor = json.loads((folder / "preprocessor_config.json").read_text())
         # No dtype argument (its name changed across transformers versions): __init__ casts the ~100 MB model.
-        model = AutoModelForDepthEstimation.from_pretrained(folder)
+        model = AutoModelForDepthEstimation.from_pretrained(folder, use_safetensors=True)
         return cls(model, preprocessor, device, dtype)
 
     @staticmethod
@@ -221,12 +278,59 @@ class LightDepthPipeline:
             Depth chunks [m, H, W] float32 on the CPU in 0..1 (near = 1), ``num_frames`` in all: the first frame's
             range maps to [ANCHOR_LOW, ANCHOR_HIGH], later frames follow its scale (clamped to 0..1).
         """
+        anchor: tuple[float, float] | None = None
+        for steady, size in self._stabilised(frames, num_frames, settings, progress, interrupt):
+            if anchor is None:
+                low, high = float(steady[0].min()), float(steady[0].max())
+                anchor = (low, high - low if high - low > 1e-12 else 1.0)
+            depth = ANCHOR_LOW + (ANCHOR_HIGH - ANCHOR_LOW) * (steady - anchor[0]) / anchor[1]
+            yield _resize(depth, size).clamp(0.0, 1.0).cpu()
+
+    def __call__(
+        self,
+        frames: torch.Tensor,
+        settings: LightDepthSettings | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        interrupt: Callable[[], None] | None = None,
+    ) -> torch.Tensor:
+        """Stabilised depth of a whole clip, normalised over the clip as :class:`.VideoDepthPipeline` does.
+
+        Args:
+            frames: [T, H, W, 3] float 0..1 (on any device; batches are moved to ``self.device``).
+            settings, progress, interrupt: as :meth:`stream`.
+
+        Returns:
+            [T, H, W] float32 on the CPU, near = 1: the clip's nearest stabilised value 1, its farthest 0 (a flat
+            clip 0.5). Nothing is clamped, so later frames reaching past the first one's range keep their depth.
+        """
+        if frames.ndim != 4 or frames.shape[0] == 0:
+            raise ValueError(f"frames must be a non-empty batch [T, H, W, 3], got shape {tuple(frames.shape)}.")
+        chunks = [
+            _resize(steady, size).cpu()
+            for steady, size in self._stabilised([frames], frames.shape[0], settings, progress, interrupt)
+        ]
+        depth = torch.cat(chunks)
+        low, high = depth.min(), depth.max()
+        if not high - low > 1e-12 * max(float(high.abs()), 1e-6):
+            return torch.full_like(depth, 0.5)
+        return (depth - low) / (high - low)
+
+    def _stabilised(
+        self,
+        frames: Iterable[torch.Tensor],
+        num_frames: int,
+        settings: LightDepthSettings | None,
+        progress: Callable[[int, int], None] | None,
+        interrupt: Callable[[], None] | None,
+    ) -> Iterator[tuple[torch.Tensor, tuple[int, int]]]:
+        """(stabilised relative depth [n, h, w] float32 on ``self.device`` at the processing size, the frames' (H, W))
+        per model batch, in the first frame's scale."""
         settings = settings or LightDepthSettings()
         settings.validate()
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}.")
         stabilizer = TemporalStabilizer(settings)
-        anchor: tuple[float, float] | None = None
         seen = 0
         for index, batch in enumerate(_rechunk(frames, settings.batch_size)):
             if interrupt is not None:
@@ -236,18 +340,16 @@ class LightDepthPipeline:
                 raise ValueError(f"The frames iterable yields more than num_frames = {num_frames} frames.")
             relative = self.relative_depth(batch)
             steady = torch.stack([stabilizer(frame) for frame in relative])
-            if anchor is None:
-                low, high = float(steady[0].min()), float(steady[0].max())
-                anchor = (low, high - low if high - low > 1e-12 else 1.0)
-            depth = ANCHOR_LOW + (ANCHOR_HIGH - ANCHOR_LOW) * (steady - anchor[0]) / anchor[1]
-            depth = F.interpolate(
-                depth.unsqueeze(1), size=tuple(batch.shape[1:3]), mode="bilinear", align_corners=False
-            )
             if progress is not None:
                 progress(index, 0)
-            yield depth.squeeze(1).clamp(0.0, 1.0).cpu()
+            yield steady, (batch.shape[1], batch.shape[2])
         if seen != num_frames:
             raise ValueError(f"The frames iterable yielded {seen} frames but num_frames is {num_frames}.")
+
+
+def _resize(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[n, h, w] → [n, H, W] (bilinear: stays within the input's range)."""
+    return F.interpolate(depth.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
 
 
 def _rechunk(frames: Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor]:

@@ -15,37 +15,13 @@ from stereocrafter.light_depth import (
     LightDepthPipeline,
     LightDepthSettings,
     TemporalStabilizer,
+    WrongModelFolderError,
     align_scale_shift,
+    check_model_folder,
     flicker,
     processing_size,
 )
-
-
-def make_tiny_depth_anything(folder: Path) -> Path:
-    """A random Depth Anything V2 (Small's layout, tiny widths) saved as the Hub's files: config.json,
-    model.safetensors, preprocessor_config.json (Depth-Anything-V2-Small-hf's processor settings)."""
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
-
-    torch.manual_seed(0)
-    backbone = Dinov2Config(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, patch_size=14,
-        image_size=518, out_features=["stage1", "stage2", "stage3", "stage4"], reshape_hidden_states=False,
-    )  # fmt: skip
-    config = DepthAnythingConfig(
-        backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
-        fusion_hidden_size=16, head_hidden_size=8, depth_estimation_type="relative",
-    )  # fmt: skip
-    model = DepthAnythingForDepthEstimation(config).eval()
-    with torch.no_grad():  # a varied positive output: the random head's ReLU would give (nearly) all zeros
-        model.head.conv3.bias.fill_(0.5)
-        model.head.conv3.weight.mul_(1e4)
-    model.save_pretrained(folder)
-    DPTImageProcessor(
-        do_resize=True, size={"height": 518, "width": 518}, keep_aspect_ratio=True, ensure_multiple_of=14, resample=3,
-        do_rescale=True, do_normalize=True, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
-        do_pad=False,
-    ).save_pretrained(folder)  # fmt: skip
-    return folder
+from tests.tiny_depth_anything import make_tiny_depth_anything
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +186,40 @@ def test_half_precision_model(tiny_model):
     half = pipeline.relative_depth(frames)
     full = LightDepthPipeline.from_pretrained(tiny_model).relative_depth(frames)
     assert half.dtype == torch.float32 and (half - full).abs().mean() < 0.02 * full.abs().mean()
+
+
+def test_whole_clip_is_normalised_over_the_clip(tiny_model):
+    """Calling the pipeline on a clip (the LightVideoDepth node) gives the stream's depth mapped to 0..1 over the
+    clip: nearest 1, farthest 0, the same affine map for every frame (nothing clamped)."""
+    pipeline = LightDepthPipeline.from_pretrained(tiny_model)
+    torch.manual_seed(1)
+    frames = torch.rand(6, 42, 56, 3)
+    settings = LightDepthSettings(batch_size=4)
+    depth = pipeline(frames, settings)
+    assert depth.shape == (6, 42, 56) and depth.dtype == torch.float32
+    assert float(depth.min()) == 0.0 and float(depth.max()) == 1.0
+    streamed = torch.cat(list(pipeline.stream([frames], 6, settings)))
+    assert 0.0 < float(streamed.min()) and float(streamed.max()) < 1.0  # not clamped: the maps are affine
+    expected = (streamed - streamed.min()) / (streamed.max() - streamed.min())
+    assert (depth - expected).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="frames"):
+        pipeline(torch.rand(0, 42, 56, 3), settings)
+
+
+def test_another_models_folder_is_named(tmp_path):
+    """A DepthCrafter UNet (a diffusers config, no model_type) with Depth Anything's file names, and an unreadable
+    config: the message names the folder, what is wrong and the fix."""
+    for name in MODEL_FILES:
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "config.json").write_text(json.dumps({"_class_name": "UNetSpatioTemporalConditionModel"}))
+    with pytest.raises(WrongModelFolderError, match="not a depth-estimation model") as error:
+        LightDepthPipeline.from_pretrained(tmp_path, fix="pick another folder")
+    message = str(error.value)
+    assert str(tmp_path) in message and "UNetSpatioTemporalConditionModel" in message
+    assert "depth-anything/Depth-Anything-V2-Small-hf" in message and message.endswith("pick another folder.")
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(WrongModelFolderError, match="cannot be read"):
+        check_model_folder(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(WrongModelFolderError, match="model_type 'bert'"):
+        check_model_folder(tmp_path)
