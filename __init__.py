@@ -16,6 +16,7 @@ if ComfyExtension is not None:
     from .nodes.convert_node import ConvertVideoTo3D
     from .nodes.depth_nodes import LoadDepthCrafter, VideoDepth
     from .nodes.fill_node import FillHoles
+    from .nodes.inpaint2_nodes import LoadStereoCrafter2
     from .nodes.inpaint_nodes import LoadStereoCrafter, StereoInpaint
     from .nodes.light_depth_nodes import LightVideoDepth, LoadDepthAnything
     from .nodes.model_folders import register_model_folders
@@ -36,6 +37,7 @@ if ComfyExtension is not None:
                 ForwardSplat,
                 FillHoles,
                 LoadStereoCrafter,
+                LoadStereoCrafter2,
                 StereoInpaint,
                 ComposeSBS,
                 ComposeAnaglyph,

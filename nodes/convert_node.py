@@ -20,7 +20,7 @@ from ..stereocrafter.convert import (
     work_paths,
 )
 from ..stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size, working_memory_bytes
-from ..stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
+from ..stereocrafter.inpaint_model import InpaintModel, InpaintOptions, check_inpaint_model
 from ..stereocrafter.scenes import parse_cuts
 from ..stereocrafter.stereo_warp import WarpSettings
 from ..stereocrafter.video_io import CODECS, probe_video
@@ -61,7 +61,7 @@ def output_path(prefix: str, source: Path, layout: str) -> tuple[Path, str]:
     raise ValueError(f"too many outputs named {base}*.mp4 in {folder}; change filename_prefix.")
 
 
-def _load_stage(managed: ManagedPipeline, working_bytes: int) -> VideoDepthPipeline | StereoInpaintPipeline:
+def _load_stage(managed: ManagedPipeline, working_bytes: int) -> VideoDepthPipeline | InpaintModel:
     device = managed.load(working_bytes)
     pipeline = managed.pipeline
     if isinstance(pipeline, VideoDepthPipeline):
@@ -79,9 +79,10 @@ class ConvertVideoTo3D(io.ComfyNode):
             category=CATEGORY,
             description=(
                 "Converts a whole video file of any length to a stereo video in the output folder, chunk by chunk, "
-                "so memory stays flat: DepthCrafter depth (or your depth video) → ForwardSplat → StereoInpaint "
-                "(optional) → SBS/TB/anaglyph, with the source's audio. Depth windows and inpainting chunks carry "
-                "across chunks, so there are no seams. Interrupted runs resume when queued again."
+                "so memory stays flat: DepthCrafter depth (or your depth video) → ForwardSplat → StereoCrafter or "
+                "StereoCrafter2 inpainting (optional) → SBS/TB/anaglyph, with the source's audio. Depth windows and "
+                "inpainting chunks carry across chunks, so there are no seams. Interrupted runs resume when queued "
+                "again."
             ),
             inputs=[
                 io.Video.Input("video", optional=True, tooltip="The 2D video (Load Video). Or use video_path."),
@@ -106,7 +107,8 @@ class ConvertVideoTo3D(io.ComfyNode):
                 StereoCrafterModel.Input(
                     "stereocrafter",
                     optional=True,
-                    tooltip="From LoadStereoCrafter: inpaint the holes. Else they are filled or left black (holes).",
+                    tooltip="From LoadStereoCrafter or LoadStereoCrafter2: inpaint the holes. Else they are filled or "
+                    "left black (holes).",
                 ),
                 io.Combo.Input(
                     "layout",
@@ -123,7 +125,13 @@ class ConvertVideoTo3D(io.ComfyNode):
                 *parallax_inputs(),
                 io.Boolean.Input("invert_depth", default=False, tooltip="Your depth video has far = bright."),
                 io.Int.Input("depth_steps", default=8, min=1, max=50, tooltip="DepthCrafter steps."),
-                io.Int.Input("inpaint_steps", default=8, min=1, max=50, tooltip="StereoCrafter steps."),
+                io.Int.Input(
+                    "inpaint_steps",
+                    default=8,
+                    min=1,
+                    max=50,
+                    tooltip="Inpainting steps (StereoCrafter's reference: 8, StereoCrafter2's: 10).",
+                ),
                 io.Int.Input("seed", default=42, min=0, max=2**31 - 1, tooltip="Noise seed of both models."),
                 io.Combo.Input(
                     "codec", options=list(CODECS), default="h264", tooltip="H.264 plays anywhere; H.265 is smaller."
@@ -226,9 +234,10 @@ class ConvertVideoTo3D(io.ComfyNode):
             depth_stage = DepthStage(load_depth, depth_settings, depthcrafter.model_id)
         inpaint_stage = None
         if stereocrafter is not None:
+            model = check_inpaint_model(stereocrafter.pipeline, "stereocrafter")
             inpaint_stage = InpaintStage(
                 lambda: _load_stage(stereocrafter, _INPAINT_WORKING_BYTES),
-                InpaintSettings(steps=inpaint_steps),
+                model.settings_from(InpaintOptions(steps=inpaint_steps)),
                 seed,
                 stereocrafter.model_id,
             )

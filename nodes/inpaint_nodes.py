@@ -1,4 +1,5 @@
-"""LoadStereoCrafter and StereoInpaint: fill the right view's disocclusion holes with StereoCrafter's SVD UNet."""
+"""LoadStereoCrafter and StereoInpaint: fill the right view's disocclusion holes with StereoCrafter's SVD UNet, or
+with StereoCrafter2 (LoadStereoCrafter2 in inpaint2_nodes.py gives the same model type)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import comfy.model_management as model_management
 import torch
 from comfy_api.latest import io
 
+from ..stereocrafter.inpaint_model import InpaintOptions, check_inpaint_model
 from ..stereocrafter.inpaint_pipeline import (
     DEFAULT_PIXEL_FRAMES,
     InpaintProgress,
@@ -89,30 +91,41 @@ class StereoInpaint(io.ComfyNode):
             display_name="StereoInpaint",
             category=CATEGORY,
             description=(
-                "Fills the holes of a warped right view (from ForwardSplat or any warp + mask) with StereoCrafter, in "
-                "temporal chunks and spatial tiles so 1080p and long clips fit in memory."
+                "Fills the holes of a warped right view (from ForwardSplat or any warp + mask) with StereoCrafter or "
+                "StereoCrafter2, in temporal chunks and spatial tiles so 1080p and long clips fit in memory."
             ),
             inputs=[
-                StereoCrafterModel.Input("stereocrafter", tooltip="From LoadStereoCrafter."),
+                StereoCrafterModel.Input("stereocrafter", tooltip="From LoadStereoCrafter or LoadStereoCrafter2."),
                 io.Image.Input("right", tooltip="Warped right-eye frames with holes (ForwardSplat's right output)."),
                 io.Mask.Input(
                     "occlusion",
                     tooltip="Holes to fill, 1 = hole (ForwardSplat's occlusion output); same frames and size.",
                 ),
-                io.Int.Input("steps", default=8, min=1, max=50, tooltip="Denoising steps (reference: 8)."),
+                io.Int.Input(
+                    "steps", default=8, min=1, max=50, tooltip="Denoising steps (reference: 8; StereoCrafter2: 10)."
+                ),
                 io.Float.Input(
                     "guidance_scale",
                     default=1.0,
                     min=1.0,
                     max=3.0,
                     step=0.01,
-                    tooltip="1.0 (default) skips guidance: half the UNet work. The reference uses 1.01, a ~1 % change.",
+                    tooltip="1.0 (default) skips guidance: half the UNet work. The reference uses 1.01, a ~1 % change. "
+                    "StereoCrafter2 runs no guidance (ignored).",
                 ),
                 io.Int.Input(
-                    "frames_chunk", default=23, min=2, max=64, tooltip="Frames per temporal chunk (reference: 23)."
+                    "frames_chunk",
+                    default=23,
+                    min=2,
+                    max=81,
+                    tooltip="Frames per temporal chunk (reference: 23; StereoCrafter2: 81, rounded down to 1 + 4k).",
                 ),
                 io.Int.Input(
-                    "overlap", default=3, min=0, max=16, tooltip="Frames shared by consecutive chunks (reference: 3)."
+                    "overlap",
+                    default=3,
+                    min=0,
+                    max=16,
+                    tooltip="Frames shared by consecutive chunks (reference: 3; StereoCrafter2: 10).",
                 ),
                 io.Int.Input(
                     "tile_num",
@@ -120,8 +133,8 @@ class StereoInpaint(io.ComfyNode):
                     min=0,
                     max=8,
                     tooltip=(
-                        "Tiles per side; 0 = automatic from free GPU memory. More tiles = less memory, slower "
-                        "(reference: 1 or 2)."
+                        "Tiles per side; 0 = automatic (StereoCrafter from free GPU memory, StereoCrafter2 2). More "
+                        "tiles = less memory, slower (reference: 1 or 2)."
                     ),
                 ),
                 io.Int.Input(
@@ -149,8 +162,9 @@ class StereoInpaint(io.ComfyNode):
                     options=["pad", "crop"],
                     default="pad",
                     tooltip=(
-                        "pad: pad to the model's size multiple and remove it after (keeps every pixel). crop: the "
-                        "reference's crop to multiples of 128."
+                        "pad: pad to the model's size multiple and remove it after (keeps every pixel and frame). "
+                        "crop: the reference's crop to multiples of 128 (StereoCrafter2: a clip shorter than a chunk "
+                        "is cut to 1 + 4k frames, the rest keeps the warped input)."
                     ),
                 ),
             ],
@@ -178,7 +192,8 @@ class StereoInpaint(io.ComfyNode):
                 f"occlusion has {occlusion.shape[0]} frames but right has {right.shape[0]}; they must match one to "
                 "one. Connect ForwardSplat's right and occlusion outputs from the same run."
             )
-        settings = InpaintSettings(
+        model = check_inpaint_model(stereocrafter.pipeline, "stereocrafter")
+        options = InpaintOptions(
             steps=steps,
             guidance_scale=guidance_scale,
             chunk_frames=frames_chunk,
@@ -187,22 +202,20 @@ class StereoInpaint(io.ComfyNode):
             composite=composite,
             seams=seams,
             fit=fit,
-            # The reference crops to multiples of 128; padding only needs the UNet's multiple of 64.
-            multiple=128 if fit == "crop" else 64,
         )
+        settings = model.settings_from(options)
         device = stereocrafter.load(_BYTES_PER_DEFAULT_BUDGET)
-        if tile_num == 0 and device.type == "cuda":
+        if isinstance(settings, InpaintSettings) and tile_num == 0 and device.type == "cuda":
             # Scale the automatic tile budget with the memory left after loading the weights.
             free = model_management.get_free_memory(device)
             budget = int(DEFAULT_PIXEL_FRAMES * max(free * 0.8 / _BYTES_PER_DEFAULT_BUDGET, 0.25))
             settings = replace(settings, max_pixel_frames=budget)
-        pipeline: StereoInpaintPipeline = stereocrafter.pipeline
         report = comfy_runtime.progress_reporter(_PROGRESS_RESOLUTION)
 
         def progress(state: InpaintProgress) -> None:
             report(round(state.fraction * _PROGRESS_RESOLUTION), _PROGRESS_RESOLUTION)
 
-        result = pipeline(
+        result = model(
             right[..., :3],
             occlusion,
             settings,

@@ -4,6 +4,8 @@ Layout (Hugging Face folders kept as they are):
   models/depthcrafter/<name>/     tencent/DepthCrafter (config.json + diffusion_pytorch_model.safetensors)
   models/stereocrafter/<name>/    TencentARC/StereoCrafter (unet_diffusers/ or the files at its root)
   models/diffusers/<name>/        stabilityai/stable-video-diffusion-img2vid-xt-1-1 (vae/, image_encoder/, ...)
+  models/stereocrafter/<name>/    TencentARC/StereoCrafter2 (its Wan-VACE transformer)
+  models/diffusers/<name>/        Wan-AI/Wan2.1-VACE-14B-diffusers (vae/, text_encoder/, tokenizer/)
   models/depth_anything/<name>/   depth-anything/Depth-Anything-V2-Small-hf (config.json, model.safetensors, ...)
 Extra locations from extra_model_paths.yaml under the same folder names are searched too.
 """
@@ -16,9 +18,22 @@ from pathlib import Path
 import comfy.model_management as model_management
 import folder_paths
 
-from ..stereocrafter.model_sources import DEPTH_ANYTHING, DEPTHCRAFTER, STEREOCRAFTER, ModelSource, find_model_dirs
+from ..stereocrafter.model_files import model_kind
+from ..stereocrafter.model_sources import (
+    DEPTH_ANYTHING,
+    DEPTHCRAFTER,
+    STEREOCRAFTER,
+    STEREOCRAFTER2,
+    SVD,
+    WAN_VACE_BASE,
+    ModelSource,
+    find_model_dirs,
+)
 
 _registered = False
+#: Kind folders that two models share: a loader's combo leaves out the folders that hold the other one.
+_OTHER_MODEL = {STEREOCRAFTER: "stereocrafter2", STEREOCRAFTER2: "stereocrafter", SVD: "wan_vace_base",
+                WAN_VACE_BASE: "svd"}  # fmt: skip
 
 
 def register_model_folders() -> None:
@@ -45,8 +60,16 @@ def _search_paths(source: ModelSource) -> list[Path]:
 
 
 def list_model_dirs(source: ModelSource) -> list[str]:
-    """Names of the sub-folders found in every search path, with the default (download target) first."""
-    names = {p.name for root in _search_paths(source) if root.is_dir() for p in root.iterdir() if p.is_dir()}
+    """Names of the sub-folders found in every search path, with the default (download target) first; folders
+    that hold the other model of a shared kind folder (StereoCrafter v1/v2, SVD/Wan base) are left out."""
+    other = _OTHER_MODEL.get(source)
+    names = {
+        p.name
+        for root in _search_paths(source)
+        if root.is_dir()
+        for p in root.iterdir()
+        if p.is_dir() and (other is None or model_kind(p) != other)
+    }
     names.discard(source.default_name)
     return [source.default_name, *sorted(names)]
 

@@ -14,6 +14,7 @@ SEARCH_ALIASES: dict[str, list[str]] = {
     "SC3D_LightVideoDepth": ["video depth", "depth anything", "fast depth", "depth estimation", "2d to 3d"],
     "SC3D_ForwardSplat": ["depth warp", "stereo", "right eye", "disparity", "novel view", "2d to 3d"],
     "SC3D_LoadStereoCrafter": ["stereocrafter", "stereo inpainting model", "2d to 3d"],
+    "SC3D_LoadStereoCrafter2": ["stereocrafter2", "wan vace", "stereo inpainting model", "2d to 3d"],
     "SC3D_FillHoles": ["fill holes", "hole filling", "disocclusion", "no model", "stereo", "2d to 3d"],
     "SC3D_StereoInpaint": ["stereo inpaint", "fill holes", "disocclusion", "stereo", "2d to 3d"],
     "SC3D_ComposeSBS": ["sbs", "side by side", "top bottom", "half sbs", "stereo", "vr", "3d tv"],
