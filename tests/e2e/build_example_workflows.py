@@ -54,6 +54,20 @@ DEPTH_NOTE = (
     "them with StereoCrafter instead."
 )
 
+LIGHT_NOTE = (
+    "StereoCrafter3D: 2D video -> Depth Anything depth -> FillHoles -> full side-by-side 3D video, with no diffusion "
+    "model.\n\n"
+    "1. Model (Apache-2.0, about 100 MB): depth-anything/Depth-Anything-V2-Small-hf in models/depth_anything/"
+    "Depth-Anything-V2-Small-hf/ (config.json, model.safetensors, preprocessor_config.json), or turn on "
+    "download_missing in LoadDepthAnything.\n"
+    "2. Put your video in ComfyUI/input/ as input_video.mp4 (or pick it in Load Video).\n"
+    "3. Run. The result is saved to output/video/. LightVideoDepth runs Depth Anything frame by frame and "
+    "stabilises it over time (align, temporal_strength); FillHoles fills the right eye's holes from the background "
+    "beside them. max_disparity (ForwardSplat) sets the depth strength.\n"
+    "depth_to_sbs uses DepthCrafter's video depth instead (more consistent, far heavier); full_pipeline also "
+    "inpaints the holes with StereoCrafter."
+)
+
 DEPTH_ONLY_NOTE = (
     "StereoCrafter3D: 2D video -> DepthCrafter -> depth video (grey, near = bright), to make once and reuse.\n\n"
     "1. Models (non-commercial licences): tencent/DepthCrafter in models/depthcrafter/DepthCrafter/ and "
@@ -125,6 +139,8 @@ STEREO_INPAINT_WIDGETS = {
     "seams": "crossfade",
     "fit": "pad",
 }
+# LightVideoDepth's defaults: the library's stabilisation (alignment, a 3-4 frame average on static parts).
+LIGHT_DEPTH_WIDGETS = {"align": True, "temporal_strength": 0.6, "motion_tolerance": 0.05, "batch_size": 8}
 LOADER_WIDGETS = {
     "svd": "stable-video-diffusion-img2vid-xt-1-1",
     "precision": "auto",
@@ -283,6 +299,31 @@ def workflow_spec(name: str) -> dict[str, Any]:
             ("inpaint", 0, "compose", "right"),
             *_output_links(),
         ]
+    elif name == "sbs_light_depth":
+        load_depth_anything = {"depth_anything": "Depth-Anything-V2-Small-hf", "precision": "auto",
+                               "download_missing": False}  # fmt: skip
+        nodes = [
+            ("note", "Note", [40, 40], [700, 200], {"text": LIGHT_NOTE}, "Read me"),
+            video,
+            video_parts,
+            ("load_depth_anything", "SC3D_LoadDepthAnything", [400, 430], [320, 110], load_depth_anything, None),
+            ("light_depth", "SC3D_LightVideoDepth", [760, 400], [300, 180], LIGHT_DEPTH_WIDGETS, None),
+            ("splat", "SC3D_ForwardSplat", [1100, 280], [320, 260], SPLAT_WIDGETS, None),
+            ("fill", "SC3D_FillHoles", [1100, 600], [320, 150], FILL_WIDGETS, None),
+            *_output_nodes(1460, "SC3D_ComposeSBS", SBS_WIDGETS, "video/stereo_light_sbs", stacked=True),
+        ]
+        links = [
+            ("video", 0, "video_parts", "video"),
+            ("load_depth_anything", 0, "light_depth", "depth_anything"),
+            ("video_parts", 0, "light_depth", "images"),
+            ("video_parts", 0, "splat", "images"),
+            ("light_depth", 0, "splat", "depth"),
+            ("splat", 0, "fill", "right"),
+            ("splat", 1, "fill", "occlusion"),
+            ("video_parts", 0, "compose", "left"),
+            ("fill", 0, "compose", "right"),
+            *_output_links(),
+        ]
     elif name == "depth_only":
         nodes = [
             ("note", "Note", [40, 40], [700, 200], {"text": DEPTH_ONLY_NOTE}, "Read me"),
@@ -361,6 +402,7 @@ EXAMPLES = {
     "sbs_from_your_depth": 2,
     "anaglyph_from_your_depth": 2,
     "depth_to_sbs": 1,
+    "sbs_light_depth": 1,
     "inpaint_to_sbs": 2,
     "depth_only": 1,
     "full_pipeline": 1,

@@ -17,6 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPTHCRAFTER_NAME = "DepthCrafter"
 STEREOCRAFTER_NAME = "StereoCrafter"
 SVD_NAME = "stable-video-diffusion-img2vid-xt-1-1"
+DEPTH_ANYTHING_NAME = "Depth-Anything-V2-Small-hf"
 # A StereoCrafter UNet (config.json at its root) put where DepthCrafter belongs: a user's likely mistake.
 WRONG_DEPTHCRAFTER_NAME = "WrongUNet"
 
@@ -28,12 +29,14 @@ class TinyModels:
     stereocrafter: Path
     svd: Path
     wrong_depthcrafter: Path
+    depth_anything: Path
 
 
 def install_tiny_models(models_dir: Path) -> TinyModels:
     """Writes the tiny models under ``models_dir`` (ComfyUI's ``models/``) and returns their folders."""
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
+    from tests.tiny_depth_anything import make_tiny_depth_anything
     from tests.tiny_models import make_depthcrafter_folder, make_stereocrafter_folder, make_svd_folder
 
     models_dir = Path(models_dir)
@@ -43,10 +46,12 @@ def install_tiny_models(models_dir: Path) -> TinyModels:
         stereocrafter=models_dir / "stereocrafter" / STEREOCRAFTER_NAME,
         svd=models_dir / "diffusers" / SVD_NAME,
         wrong_depthcrafter=models_dir / "depthcrafter" / WRONG_DEPTHCRAFTER_NAME,
+        depth_anything=models_dir / "depth_anything" / DEPTH_ANYTHING_NAME,
     )
     make_depthcrafter_folder(found.depthcrafter)
     make_stereocrafter_folder(found.stereocrafter, subfolder="unet_diffusers")  # the official code's layout
     # What download_missing fetches from the (gated) SVD repository: the fp16 files only.
     make_svd_folder(found.svd, fp16_variant=True, full=False)
     make_stereocrafter_folder(found.wrong_depthcrafter, subfolder=None)  # config.json + weights at the root
+    make_tiny_depth_anything(found.depth_anything)  # depth-anything/Depth-Anything-V2-Small-hf's files
     return found

@@ -20,6 +20,7 @@ SAVED = {
     "sbs_from_your_depth": {"stereo_sbs": 2},
     "anaglyph_from_your_depth": {"stereo_anaglyph": 1},
     "depth_to_sbs": {"stereo_depthcrafter_sbs": 2},
+    "sbs_light_depth": {"stereo_light_sbs": 2},
     "inpaint_to_sbs": {"stereo_inpainted_sbs": 2},
     "depth_only": {"depth": 1},
     "full_pipeline": {"stereo_full_sbs": 2, "stereo_full_anaglyph": 1},

@@ -300,3 +300,96 @@ def test_video_depth_can_be_interrupted(comfy, clips, tiny_models):
     prompt["depth"]["inputs"].update(FAST_DEPTH, seed=8)
     result = comfy.run(prompt, timeout=PROMPT_TIMEOUT)
     assert len(result.outputs["save"]["images"]) == clips.frames
+
+
+# The light depth model (no diffusion model): Depth Anything's stabilisation at the node's defaults, 2 batches of 4.
+LIGHT_DEPTH = {"align": True, "temporal_strength": 0.6, "motion_tolerance": 0.05, "batch_size": 4}
+
+
+def load_depth_anything(depth_anything: str, **inputs: object) -> dict:
+    return {
+        "class_type": "SC3D_LoadDepthAnything",
+        "inputs": {"depth_anything": depth_anything, "precision": "auto", "download_missing": False, **inputs},
+    }
+
+
+def test_light_depth_fill_to_sbs(comfy, comfy_server, clips, tiny_models, object_info):
+    """video → LoadDepthAnything + LightVideoDepth → ForwardSplat → FillHoles → ComposeSBS → CreateVideo + SaveVideo,
+    without any diffusion model: the depth is VideoDepth's kind of IMAGE (grey, 0..1 over the clip, the input's size
+    and frame count), the holes get colour and nothing outside FillHoles' mask changes."""
+    prompt: dict = {}
+    frames = load_video(prompt, "src", clips.source_name)
+    prompt["load_da"] = load_depth_anything(tiny_models.depth_anything.name)
+    prompt["depth"] = {
+        "class_type": "SC3D_LightVideoDepth",
+        "inputs": {"depth_anything": ["load_da", 0], "images": frames, **LIGHT_DEPTH},
+    }
+    prompt["splat"] = forward_splat(frames, ["depth", 0])
+    prompt["fill"] = {
+        "class_type": "SC3D_FillHoles",
+        "inputs": {
+            "right": ["splat", 0],
+            "occlusion": ["splat", 1],
+            "min_coverage": 0.5,
+            "blend": 4,
+            "background_side": "right",
+        },
+    }
+    prompt["sbs"] = {
+        "class_type": "SC3D_ComposeSBS",
+        "inputs": {"left": frames, "right": ["fill", 0], "layout": "full SBS", "resize_filter": "bicubic"},
+    }
+    save_video(prompt, ["sbs", 0], frames, "e2e/light_sbs", object_info)
+    prompt["save_depth"] = save_image(["depth", 0], "e2e/light_sbs_depth")
+    prompt["save_splat"] = save_image(["splat", 0], "e2e/light_sbs_splat")
+    prompt["save_filled"] = save_image(["fill", 0], "e2e/light_sbs_filled")
+    for key, mask in (("empty", ["splat", 1]), ("holes", ["fill", 1])):
+        prompt[key + "_img"] = {"class_type": "MaskToImage", "inputs": {"mask": mask}}
+        prompt[key] = save_image([key + "_img", 0], f"e2e/light_sbs_{key}")
+    result = comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+
+    video = saved_video(result, comfy_server.output_dir)
+    assert video.frames.shape == (clips.frames, 270, 960, 3)
+    assert video.fps == 24 and video.audio_streams == 1
+    left_error = np.abs(video.frames[:, :, :480].astype(int) - clips.source.astype(int)).mean()
+    assert left_error < 8, f"the left eye is not the input video (mean error {left_error:.1f})"
+    depth = np.stack(saved_pngs(result, comfy_server.output_dir, "save_depth"))
+    assert depth.shape == (clips.frames, 270, 480, 3), "LightVideoDepth must keep the input's frame count and size"
+    assert (depth == depth[..., :1]).all(), "the depth IMAGE must be grey (R = G = B)"
+    assert depth.min() == 0 and depth.max() == 255, (depth.min(), depth.max())  # 0..1 over the clip
+    assert (depth.reshape(clips.frames, -1).std(axis=1) > 1).all(), "a frame's depth is flat"
+    splat = np.stack(saved_pngs(result, comfy_server.output_dir, "save_splat")).astype(int)
+    filled = np.stack(saved_pngs(result, comfy_server.output_dir, "save_filled")).astype(int)
+    empty = np.stack(saved_pngs(result, comfy_server.output_dir, "empty"))[..., 0] == 255  # nothing landed
+    holes = np.stack(saved_pngs(result, comfy_server.output_dir, "holes"))[..., 0] == 255  # what FillHoles filled
+    assert empty.any(), "this depth must leave holes (else this test checks nothing)"
+    assert not (empty & ~holes).any(), "FillHoles' mask misses pixels where nothing landed"
+    diff = np.abs(filled - splat)[~holes]
+    assert diff.max() == 0, f"FillHoles changed {np.count_nonzero(diff)} values outside its mask (by {diff.max()})"
+    black = (filled[holes].max(axis=-1) <= 2).mean()
+    assert black < 0.1, f"{black:.1%} of the filled hole pixels are still black"
+
+
+def test_light_depth_model_folder_errors(comfy, comfy_server, clips, tiny_models):
+    """LoadDepthAnything with a folder that is not in models/depth_anything (download_missing off), and with a
+    folder of another model (the DepthCrafter UNet's): each message names the folder, the repository and the fix."""
+
+    def prompt_with(name: str) -> dict:
+        prompt: dict = {}
+        frames = load_video(prompt, "src", clips.small_name)
+        prompt["load_da"] = load_depth_anything(name)
+        prompt["depth"] = {
+            "class_type": "SC3D_LightVideoDepth",
+            "inputs": {"depth_anything": ["load_da", 0], "images": frames, **LIGHT_DEPTH},
+        }
+        prompt["preview"] = {"class_type": "PreviewImage", "inputs": {"images": ["depth", 0]}}
+        return prompt
+
+    message = error_of(comfy, prompt_with("NotDownloadedYet"))
+    assert "SC3D_LoadDepthAnything" in message, message
+    assert f"'NotDownloadedYet' was not found in {comfy_server.base_dir / 'models' / 'depth_anything'}" in message
+    assert "depth-anything/Depth-Anything-V2-Small-hf" in message and "download_missing" in message, message
+    message = error_of(comfy, prompt_with(str(tiny_models.depthcrafter)))
+    assert "SC3D_LoadDepthAnything" in message, message
+    assert f"{tiny_models.depthcrafter} lacks model.safetensors, preprocessor_config.json" in message, message
+    assert "depth-anything/Depth-Anything-V2-Small-hf" in message, message

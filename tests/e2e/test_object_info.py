@@ -19,6 +19,18 @@ EXPECTED = {
         ["depthcrafter", "images", "steps", "guidance_scale", "window_size", "overlap", "seed", "max_res"],
         ["IMAGE"],
     ),
+    "SC3D_LoadDepthAnything": (
+        "LoadDepthAnything",
+        "StereoCrafter3D/depth",
+        ["depth_anything", "precision", "download_missing"],
+        ["SC3D_DEPTH_ANYTHING"],
+    ),
+    "SC3D_LightVideoDepth": (
+        "LightVideoDepth",
+        "StereoCrafter3D/depth",
+        ["depth_anything", "images", "align", "temporal_strength", "motion_tolerance", "batch_size"],
+        ["IMAGE"],
+    ),
     "SC3D_LoadStereoCrafter": (
         "LoadStereoCrafter",
         "StereoCrafter3D/inpaint",
@@ -232,3 +244,18 @@ def test_search_aliases_where_comfyui_lists_them(object_info):
     assert all(aliases.values()), f"nodes without search aliases: {[n for n, a in aliases.items() if not a]}"
     words = {a.lower() for values in aliases.values() for a in values}
     assert {"2d to 3d", "stereo", "sbs", "anaglyph", "vr", "depth warp"} <= words, words
+
+
+def test_light_depth_widgets(comfy, tiny_models):
+    """LoadDepthAnything lists models/depth_anything (the tiny model put there before the start, the default name
+    first); LightVideoDepth's defaults are the library's stabilisation."""
+    loader = comfy.object_info("SC3D_LoadDepthAnything")["SC3D_LoadDepthAnything"]["input"]["required"]
+    assert loader["depth_anything"][1]["options"] == ["Depth-Anything-V2-Small-hf"]
+    assert loader["depth_anything"][1]["default"] == "Depth-Anything-V2-Small-hf"
+    assert loader["precision"][1]["options"] == ["auto", "fp16", "bf16", "fp32"]
+    assert loader["download_missing"][1]["default"] is False
+    inp = comfy.object_info("SC3D_LightVideoDepth")["SC3D_LightVideoDepth"]["input"]["required"]
+    assert inp["depth_anything"][0] == "SC3D_DEPTH_ANYTHING" and inp["images"][0] == "IMAGE"
+    assert inp["align"][1]["default"] is True
+    assert inp["temporal_strength"][1]["default"] == 0.6 and inp["temporal_strength"][1]["max"] < 1.0
+    assert inp["motion_tolerance"][1]["default"] == 0.05 and inp["batch_size"][1]["default"] == 8
