@@ -43,7 +43,7 @@ class LoadDepthAnything(io.ComfyNode):
                     "depth_anything",
                     DEPTH_ANYTHING,
                     "Folder in models/depth_anything holding config.json, model.safetensors and "
-                    "preprocessor_config.json (any transformers depth-estimation model in that layout).",
+                    "preprocessor_config.json (Depth Anything in the Hugging Face layout).",
                 ),
                 io.Combo.Input(
                     "precision",

@@ -187,6 +187,11 @@ def check_model_folder(folder: Path, fix: str = "download it again (--download)"
             f"{folder}/config.json is not a depth-estimation model ({what}; transformers reads "
             f"{', '.join(sorted(MODEL_FOR_DEPTH_ESTIMATION_MAPPING_NAMES))}): {expected}; {fix}."
         )
+    if config.get("depth_estimation_type") == "metric":  # metres, far = large: the pipeline needs near = large
+        raise WrongModelFolderError(
+            f"{folder} is a metric depth model (depth_estimation_type 'metric', far = large); the light depth path "
+            f"needs relative depth (near = large): {expected}; {fix}."
+        )
 
 
 def processing_size(height: int, width: int, size: tuple[int, int], multiple: int) -> tuple[int, int]:

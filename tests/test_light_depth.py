@@ -223,3 +223,8 @@ def test_another_models_folder_is_named(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(WrongModelFolderError, match="model_type 'bert'"):
         check_model_folder(tmp_path)
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "depth_anything", "depth_estimation_type": "metric"})
+    )
+    with pytest.raises(WrongModelFolderError, match="metric depth model"):
+        check_model_folder(tmp_path)
