@@ -108,6 +108,18 @@ INPAINT_NOTE = (
     "to output/video/."
 )
 
+STEREOCRAFTER2_NOTE = (
+    "StereoCrafter3D: 2D video + depth video -> ForwardSplat -> StereoCrafter2 inpainting -> full SBS 3D video.\n\n"
+    "1. Models: TencentARC/StereoCrafter2 (the Wan2.1-VACE-14B transformer, about 35 GB) in models/stereocrafter/"
+    "StereoCrafter2/ and the vae/, text_encoder/ and tokenizer/ of Wan-AI/Wan2.1-VACE-14B-diffusers (about 12 GB; "
+    "its transformer/ is not needed) in models/diffusers/Wan2.1-VACE-14B-diffusers/, or turn on download_missing.\n"
+    "2. Put your video in ComfyUI/input/ as input_video.mp4 and its depth video (same frame count, near = bright; "
+    "e.g. made by depth_only) as input_depth.mp4.\n"
+    "3. Run. StereoInpaint has StereoCrafter2's settings (10 steps, chunks of 81 frames overlapping 10, 2 x 2 "
+    "tiles); memory_mode offload (auto picks it on small GPUs) streams the transformer from RAM. The result is "
+    "saved to output/video/."
+)
+
 SPLAT_WIDGETS = {
     "max_disparity": 20.0,
     "disparity_unit": "pixels",
@@ -138,6 +150,14 @@ STEREO_INPAINT_WIDGETS = {
     "composite": True,
     "seams": "crossfade",
     "fit": "pad",
+}
+# StereoCrafter2's reference settings (steps 10, 81-frame chunks overlapping 10, tile_num 2) with our composite.
+STEREOCRAFTER2_INPAINT_WIDGETS = {
+    **STEREO_INPAINT_WIDGETS,
+    "steps": 10,
+    "frames_chunk": 81,
+    "overlap": 10,
+    "tile_num": 2,
 }
 # LightVideoDepth's defaults: the library's stabilisation (alignment, a 3-4 frame average on static parts).
 LIGHT_DEPTH_WIDGETS = {"align": True, "temporal_strength": 0.6, "motion_tolerance": 0.05, "batch_size": 8}
@@ -217,6 +237,12 @@ def load_stereocrafter(pos: list[int]) -> tuple:
     )
 
 
+def load_stereocrafter2(pos: list[int]) -> tuple:
+    widgets = {"transformer": "StereoCrafter2", "wan_base": "Wan2.1-VACE-14B-diffusers", "precision": "auto",
+               "memory_mode": "auto", "download_missing": False}  # fmt: skip
+    return ("load_stereocrafter", "SC3D_LoadStereoCrafter2", pos, [340, 180], widgets, None)
+
+
 def workflow_spec(name: str) -> dict[str, Any]:
     """Nodes (key, type, pos, size, widget values, title) and links (from key, slot, to key, input name)."""
     video = ("video", "LoadVideo", [40, 280], [320, 330], {"file": "input_video.mp4"}, "Load Video (your video)")
@@ -275,17 +301,31 @@ def workflow_spec(name: str) -> dict[str, Any]:
             ("fill", 0, "compose", "right"),
             *_output_links(),
         ]
-    elif name == "inpaint_to_sbs":
+    elif name in ("inpaint_to_sbs", "stereocrafter2_to_sbs"):
+        v2 = name == "stereocrafter2_to_sbs"
         nodes = [
-            ("note", "Note", [40, 40], [700, 200], {"text": INPAINT_NOTE}, "Read me"),
+            ("note", "Note", [40, 40], [700, 200], {"text": STEREOCRAFTER2_NOTE if v2 else INPAINT_NOTE}, "Read me"),
             video,
             depth,
             video_parts,
             depth_parts,
             ("splat", "SC3D_ForwardSplat", [690, 560], [320, 260], SPLAT_WIDGETS, None),
-            load_stereocrafter([690, 330]),
-            ("inpaint", "SC3D_StereoInpaint", [1050, 420], [300, 330], STEREO_INPAINT_WIDGETS, None),
-            *_output_nodes(1390, "SC3D_ComposeSBS", SBS_WIDGETS, "video/stereo_inpainted_sbs", stacked=True),
+            load_stereocrafter2([690, 310]) if v2 else load_stereocrafter([690, 330]),
+            (
+                "inpaint",
+                "SC3D_StereoInpaint",
+                [1050, 420],
+                [300, 330],
+                STEREOCRAFTER2_INPAINT_WIDGETS if v2 else STEREO_INPAINT_WIDGETS,
+                None,
+            ),
+            *_output_nodes(
+                1390,
+                "SC3D_ComposeSBS",
+                SBS_WIDGETS,
+                "video/stereo_sc2_sbs" if v2 else "video/stereo_inpainted_sbs",
+                stacked=True,
+            ),
         ]
         links = [
             ("video", 0, "video_parts", "video"),
@@ -404,6 +444,7 @@ EXAMPLES = {
     "depth_to_sbs": 1,
     "sbs_light_depth": 1,
     "inpaint_to_sbs": 2,
+    "stereocrafter2_to_sbs": 2,
     "depth_only": 1,
     "full_pipeline": 1,
 }

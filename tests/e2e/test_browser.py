@@ -20,6 +20,7 @@ PACK_NODES = {
     "SC3D_ForwardSplat": "ForwardSplat",
     "SC3D_FillHoles": "FillHoles",
     "SC3D_LoadStereoCrafter": "LoadStereoCrafter",
+    "SC3D_LoadStereoCrafter2": "LoadStereoCrafter2",
     "SC3D_StereoInpaint": "StereoInpaint",
     "SC3D_ComposeSBS": "ComposeSBS",
     "SC3D_ComposeAnaglyph": "ComposeAnaglyph",

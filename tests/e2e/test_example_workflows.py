@@ -22,6 +22,7 @@ SAVED = {
     "depth_to_sbs": {"stereo_depthcrafter_sbs": 2},
     "sbs_light_depth": {"stereo_light_sbs": 2},
     "inpaint_to_sbs": {"stereo_inpainted_sbs": 2},
+    "stereocrafter2_to_sbs": {"stereo_sc2_sbs": 2},
     "depth_only": {"depth": 1},
     "full_pipeline": {"stereo_full_sbs": 2, "stereo_full_anaglyph": 1},
 }

@@ -1,6 +1,7 @@
 """API-format prompts with the model nodes, on the tiny random models in the server's models/ (model_dirs.py):
-LoadDepthCrafter + VideoDepth and LoadStereoCrafter + StereoInpaint wired to ForwardSplat, ComposeSBS and the
-core save nodes; error messages for wrong model folders and inputs; cancelling a running prompt.
+LoadDepthCrafter + VideoDepth and LoadStereoCrafter / LoadStereoCrafter2 + StereoInpaint wired to ForwardSplat,
+ComposeSBS and the core save nodes, StereoCrafter2 in Convert Video to 3D; error messages for wrong model folders and
+inputs; cancelling a running prompt.
 
 The tiny models output noise: these tests check sizes, frame counts, value ranges, the composite and the
 messages, not the quality of depth or inpainting (the unit tests and bench/ compare with the reference)."""
@@ -11,7 +12,14 @@ import numpy as np
 import pytest
 from comfy_harness import PromptError, PromptInterrupted
 from media import read_video
-from model_dirs import DEPTHCRAFTER_NAME, STEREOCRAFTER_NAME, SVD_NAME, WRONG_DEPTHCRAFTER_NAME
+from model_dirs import (
+    DEPTHCRAFTER_NAME,
+    STEREOCRAFTER2_NAME,
+    STEREOCRAFTER_NAME,
+    SVD_NAME,
+    WAN_BASE_NAME,
+    WRONG_DEPTHCRAFTER_NAME,
+)
 from PIL import Image, ImageFilter
 from test_stereo_workflows import save_video_inputs, saved_pngs
 
@@ -42,6 +50,20 @@ def load_stereocrafter(stereocrafter: str = STEREOCRAFTER_NAME, svd: str = SVD_N
         "class_type": "SC3D_LoadStereoCrafter",
         "inputs": {"stereocrafter": stereocrafter, "svd": svd, **LOADER_DEFAULTS, **inputs},
     }
+
+
+def load_stereocrafter2(
+    transformer: str = STEREOCRAFTER2_NAME, wan_base: str = WAN_BASE_NAME, **inputs: object
+) -> dict:
+    defaults = {"precision": "auto", "memory_mode": "auto", "download_missing": False}
+    return {
+        "class_type": "SC3D_LoadStereoCrafter2",
+        "inputs": {"transformer": transformer, "wan_base": wan_base, **defaults, **inputs},
+    }
+
+
+# StereoCrafter2's chunks are 1 + 4k frames: 5 (overlap 2) gives 2 chunks of the 8 frames, as v1's 6 do.
+V2_INPAINT = {"frames_chunk": 5}
 
 
 def video_depth(images: list, **settings: object) -> dict:
@@ -147,15 +169,16 @@ def test_video_depth_to_sbs(comfy, comfy_server, clips, tiny_models, object_info
         assert not out_of_range.any(), f"VideoDepth has {np.count_nonzero(out_of_range[..., 0])} pixels {name} 0..1"
 
 
-def test_stereo_inpaint_to_sbs(comfy, comfy_server, clips, tiny_models, object_info):
-    """frames + depth → ForwardSplat → LoadStereoCrafter + StereoInpaint → ComposeSBS → CreateVideo + SaveVideo;
-    with composite on, the pixels away from the holes are ForwardSplat's."""
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_stereo_inpaint_to_sbs(comfy, comfy_server, clips, tiny_models, object_info, version):
+    """frames + depth → ForwardSplat → LoadStereoCrafter (v1) or LoadStereoCrafter2 (v2) + StereoInpaint →
+    ComposeSBS → CreateVideo + SaveVideo; with composite on, the pixels away from the holes are ForwardSplat's."""
     prompt: dict = {}
     frames = load_video(prompt, "src", clips.small_name)
     depth = load_video(prompt, "dep", clips.small_depth_name)
     prompt["splat"] = forward_splat(frames, depth)
-    prompt["load_sc"] = load_stereocrafter()
-    prompt["inpaint"] = stereo_inpaint(["splat", 0], ["splat", 1])
+    prompt["load_sc"] = load_stereocrafter() if version == "v1" else load_stereocrafter2()
+    prompt["inpaint"] = stereo_inpaint(["splat", 0], ["splat", 1], **({} if version == "v1" else V2_INPAINT))
     prompt["sbs"] = {
         "class_type": "SC3D_ComposeSBS",
         "inputs": {"left": frames, "right": ["inpaint", 0], "layout": "full SBS", "resize_filter": "bicubic"},
@@ -238,6 +261,53 @@ def test_missing_model_folder_is_reported(comfy, comfy_server, clips, tiny_model
     assert loader in message, message
     assert f"'{name}' was not found in {comfy_server.base_dir / 'models' / folder}" in message, message
     assert repo in message and "download_missing" in message, message
+
+
+def v2_inpaint_prompt(clips, **loader: object) -> dict:
+    prompt = inpaint_only_prompt(clips)
+    prompt["load_sc"] = load_stereocrafter2(**loader)
+    prompt["inpaint"]["inputs"].update(V2_INPAINT)
+    return prompt
+
+
+@pytest.mark.parametrize(
+    ("model_input", "folder", "repo"),
+    [
+        ("transformer", "stereocrafter", "TencentARC/StereoCrafter2"),
+        ("wan_base", "diffusers", "Wan-AI/Wan2.1-VACE-14B-diffusers"),
+    ],
+)
+def test_missing_stereocrafter2_folder_is_reported(comfy, comfy_server, clips, tiny_models, model_input, folder, repo):
+    name = "NotDownloadedYet"
+    message = error_of(comfy, v2_inpaint_prompt(clips, **{model_input: name}))
+    assert "SC3D_LoadStereoCrafter2" in message, message
+    assert f"'{name}' was not found in {comfy_server.base_dir / 'models' / folder}" in message, message
+    assert repo in message and "download_missing" in message, message
+
+
+def test_wrong_model_folders_for_stereocrafter2_are_reported(comfy, clips, tiny_models):
+    """v1's folder given to LoadStereoCrafter2, v2's to LoadStereoCrafter, SVD as the Wan base: each names the
+    model it found and the loader or repository it belongs to."""
+    message = error_of(comfy, v2_inpaint_prompt(clips, transformer=STEREOCRAFTER_NAME))
+    assert "SC3D_LoadStereoCrafter2" in message and "StereoCrafter v1" in message, message
+    message = error_of(comfy, inpaint_only_prompt(clips, stereocrafter=STEREOCRAFTER2_NAME))
+    assert "SC3D_LoadStereoCrafter" in message and "LoadStereoCrafter2" in message, message
+    message = error_of(comfy, v2_inpaint_prompt(clips, wan_base=SVD_NAME))
+    assert "lacks text_encoder/, tokenizer/" in message and "Wan-AI/Wan2.1-VACE-14B-diffusers" in message, message
+
+
+def test_stereocrafter2_in_convert_video(comfy, comfy_server, clips, tiny_models):
+    """Convert Video to 3D (streaming) with StereoCrafter2 and the clip's own depth video: the inpainting stream's
+    chunks carry across the converter's 3-frame chunks; every frame is written."""
+    from test_convert_node import convert, written_file  # that module imports this one
+
+    prompt = convert(clips.small_name, "sc3d_convert/v2", depth_video_path=clips.small_depth_name,
+                     stereocrafter=["load_sc", 0])  # fmt: skip
+    prompt["load_sc"] = load_stereocrafter2()
+    path = written_file(comfy.run(prompt, timeout=PROMPT_TIMEOUT), comfy_server.output_dir)
+    video = read_video(path)
+    width, height = clips.small_size
+    assert video.frames.shape[:3] == (clips.frames, height, 2 * width)
 
 
 def test_loaders_ignore_compile_on_the_cpu(comfy, comfy_server, clips, tiny_models):

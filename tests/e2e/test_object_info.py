@@ -37,6 +37,12 @@ EXPECTED = {
         ["stereocrafter", *LOADER_INPUTS],
         ["SC3D_STEREOCRAFTER"],
     ),
+    "SC3D_LoadStereoCrafter2": (
+        "LoadStereoCrafter2",
+        "StereoCrafter3D/inpaint",
+        ["transformer", "wan_base", "precision", "memory_mode", "download_missing"],
+        ["SC3D_STEREOCRAFTER"],
+    ),
     "SC3D_StereoInpaint": (
         "StereoInpaint",
         "StereoCrafter3D/inpaint",
