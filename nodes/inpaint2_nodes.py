@@ -29,7 +29,7 @@ from .schema_fields import extra_fields
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+PRECISIONS = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 MEMORY_MODES = ("auto", "gpu", "offload")
 #: Sub-folder of the Wan base folder where the empty prompt's UMT5 embedding is cached (as the command line's).
 PROMPT_CACHE_FOLDER = ".stereocrafter3d"
@@ -99,7 +99,8 @@ class LoadStereoCrafter2(io.ComfyNode):
                     "precision",
                     options=list(PRECISIONS),
                     default="auto",
-                    tooltip="Weights and compute dtype. auto = bf16, the reference's (fp16 may overflow in Wan).",
+                    tooltip="Weights and compute dtype. auto: bf16 (the reference's) on an NVIDIA GPU, fp32 on the "
+                    "CPU (bf16 convolutions there are about 15x slower). fp16 may overflow in Wan.",
                 ),
                 io.Combo.Input(
                     "memory_mode",
@@ -140,11 +141,11 @@ class LoadStereoCrafter2(io.ComfyNode):
     ) -> io.NodeOutput:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}.")
-        dtype = PRECISIONS[precision]
+        device = model_management.get_torch_device()
+        dtype = PRECISIONS[precision] or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         root, base = resolve_model_dirs([(STEREOCRAFTER2, transformer), (WAN_VACE_BASE, wan_base)], download_missing)
         folder = find_stereocrafter2_transformer(root)  # a v1 folder or a base folder is named here
         check_wan_base(base)
-        device = model_management.get_torch_device()
         mode = choose_memory_mode(memory_mode, _transformer_bytes(folder), device)
         offload_device = model_management.unet_offload_device()
         if mode == "offload":

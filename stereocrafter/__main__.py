@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(its vae/, text_encoder/, tokenizer/)")  # fmt: skip
     group.add_argument("--download", action="store_true", help="download missing weights from Hugging Face")
     group.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
-                       help="model dtype (auto: fp16 on a GPU, fp32 on the CPU; bf16 for stereocrafter2)")  # fmt: skip
+                       help="model dtype (auto: fp16 on a GPU, bf16 for stereocrafter2; fp32 on the CPU)")  # fmt: skip
     group.add_argument("--seed", type=int, default=42, help="noise seed of both models (default 42)")
     group.add_argument(
         "--compile",
@@ -410,13 +410,14 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
 def _inpaint2_stage(
     args: argparse.Namespace, transformer_dir: Path, base_dir: Path, device: torch.device
 ) -> InpaintStage:
-    """StereoCrafter2 as the conversion's inpainting stage: bf16 unless --precision says otherwise (the reference's
-    dtype), the transformer's blocks streamed from the CPU when it does not fit the GPU budget (--gpu-memory)."""
+    """StereoCrafter2 as the conversion's inpainting stage: bf16 on CUDA (the reference's dtype), fp32 on the CPU
+    (bf16 convolutions there were 15x slower on the tiny test models) unless --precision says otherwise; the
+    transformer's blocks streamed from the CPU when it does not fit the GPU budget (--gpu-memory)."""
     from .inpaint2_pipeline import StereoCrafter2Pipeline, check_wan_base, find_stereocrafter2_transformer
     from .inpaint2_pipeline import load_stereocrafter2 as load
     from .inpaint_model import InpaintOptions
 
-    precision = args.precision if args.precision != "auto" else "bf16"
+    precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     dtype = PRECISIONS[precision]
     folder = find_stereocrafter2_transformer(transformer_dir)  # wrong folders are named before any pass runs
     check_wan_base(base_dir)
