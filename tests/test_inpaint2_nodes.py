@@ -1,7 +1,8 @@
 """LoadStereoCrafter2 with StereoInpaint inside a real ComfyUI (0.3.75 in .cache/comfyui), run as ComfyUI runs the
 nodes (the V3 schema's execute), without a server, on tiny random Wan models in a models/ folder: the loader's
 combos, the model through StereoInpaint (size kept, pixels outside the holes kept, v2 settings from the widgets), and
-the errors for a v1 folder given as v2, the reverse, a base folder without its text encoder, missing folders."""
+the errors for a v1 folder given as v2, the reverse, a base folder without its text encoder, missing folders, and
+memory_mode auto's choice."""
 
 from __future__ import annotations
 
@@ -81,6 +82,18 @@ message = error_of(lambda: load2.execute("Missing", "Wan2.1-VACE-14B-diffusers",
 assert "'Missing' was not found" in message and "download_missing" in message, message
 message = error_of(lambda: inpaint.execute(model, right, occlusion[:, :, :40], **kwargs))
 assert "occlusion" in message, message
+# memory_mode auto: offload where the bf16 transformer (~33 GB) + working memory exceed the GPU, else resident.
+import comfy.model_management as mm
+v2_nodes = sys.modules["sc3d_v2_pack.nodes.inpaint2_nodes"]
+real_total, GIB, cuda = mm.get_total_memory, 1024**3, torch.device("cuda")
+mm.get_total_memory = lambda *a, **k: 24 * GIB
+assert v2_nodes.choose_memory_mode("auto", 33 * GIB, cuda) == "offload"
+assert v2_nodes.choose_memory_mode("gpu", 33 * GIB, cuda) == "gpu"
+mm.get_total_memory = lambda *a, **k: 141 * GIB
+assert v2_nodes.choose_memory_mode("auto", 33 * GIB, cuda) == "gpu"
+assert v2_nodes.choose_memory_mode("auto", 33 * GIB, torch.device("cpu")) == "gpu"
+mm.get_total_memory = real_total
+assert "memory_mode must be one of" in error_of(lambda: v2_nodes.choose_memory_mode("fast", 1, cuda))
 print("V2 NODES OK")
 """
 

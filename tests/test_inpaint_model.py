@@ -237,3 +237,52 @@ def test_cli_names_v1_folder_given_as_v2_and_the_reverse(models, clips, tmp_path
 
     with pytest.raises(ModelFilesError, match="Wan-VACE transformer .StereoCrafter2.*--inpaint-model stereocrafter2"):
         load_inpaint_unet(models / "stereocrafter" / "StereoCrafter2")
+
+
+def test_cli_download_fetches_both_v2_folders(tmp_path, clips, monkeypatch, one_torch_thread) -> None:
+    """--download with --inpaint-model stereocrafter2: the transformer and the Wan base are fetched into the models
+    folder's stereocrafter/ and diffusers/ (a stand-in for huggingface_hub writes the tiny models there), no SVD."""
+    import stereocrafter.model_sources as sources
+
+    fetched: list[tuple[str, Path]] = []
+
+    def fake_download(source, target, interrupt=None):  # noqa: ANN001, ANN202
+        fetched.append((source.repo_id, target))
+        make = make_stereocrafter2_folder if source is sources.STEREOCRAFTER2 else make_wan_base_folder
+        return make(target)
+
+    monkeypatch.setattr(sources, "download_model", fake_download)
+    video, depth = clips
+    models = tmp_path / "models"
+    args = [str(video), "-o", str(tmp_path / "o.mp4"), "--depth", str(depth), "--models", str(models),
+            "--inpaint-model", "stereocrafter2", "--download", "--inpaint-steps", "1", "--tiles", "1",
+            "--device", "cpu", "--scenes", "none"]  # fmt: skip
+    assert main(args) == 0
+    assert fetched == [
+        ("TencentARC/StereoCrafter2", models / "stereocrafter" / "StereoCrafter2"),
+        ("Wan-AI/Wan2.1-VACE-14B-diffusers", models / "diffusers" / "Wan2.1-VACE-14B-diffusers"),
+    ]
+    assert probe_video(tmp_path / "o.mp4").frame_count == FRAMES
+
+
+def test_download_patterns_take_only_what_v2_uses() -> None:
+    """The allow patterns against the repositories' layouts (file names as published; sharded safetensors): the
+    base's own 14B transformer and any pickled weights are left out."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    from stereocrafter.model_sources import STEREOCRAFTER2, WAN_VACE_BASE
+
+    base = ["model_index.json", "scheduler/scheduler_config.json", "transformer/config.json",
+            "transformer/diffusion_pytorch_model-00001-of-00007.safetensors", "vae/config.json",
+            "vae/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
+            "text_encoder/model-00001-of-00005.safetensors", "text_encoder/model.safetensors.index.json",
+            "text_encoder/pytorch_model.bin", "tokenizer/spiece.model", "tokenizer/tokenizer_config.json",
+            "README.md"]  # fmt: skip
+    taken = set(filter_repo_objects(base, allow_patterns=list(WAN_VACE_BASE.allow_patterns)))
+    assert taken == {"model_index.json", "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+                     "text_encoder/config.json", "text_encoder/model-00001-of-00005.safetensors",
+                     "text_encoder/model.safetensors.index.json", "tokenizer/spiece.model",
+                     "tokenizer/tokenizer_config.json"}  # fmt: skip
+    sc2 = ["config.json", "diffusion_pytorch_model-00001-of-00008.safetensors",
+           "diffusion_pytorch_model.safetensors.index.json", "README.md", "assets/teaser.png"]  # fmt: skip
+    assert set(filter_repo_objects(sc2, allow_patterns=list(STEREOCRAFTER2.allow_patterns))) == set(sc2[:3])
