@@ -44,10 +44,10 @@ def make_clip(frames: int, height: int, width: int, seed: int) -> tuple[np.ndarr
     return warped, np.round(mask * 255).astype(np.uint8)
 
 
-def load_reference(
-    path: Path, clip: np.ndarray, seed: int, captured: list[np.ndarray], device: str = "cpu"
-) -> types.ModuleType:
-    """Import the reference with stand-ins for decord, fire and ftfy (the empty prompt needs no text fixing)."""
+def reference_stand_ins(clip: np.ndarray, seed: int) -> dict[str, types.ModuleType]:
+    """Stand-in modules for the reference's imports: decord (its reader hands out ``clip`` [T, H, W, 3] uint8 and
+    seeds torch's global RNG with ``seed`` when the frames are read, right before the chunk loop draws its noise),
+    fire (``Fire`` returns the function) and ftfy (the empty prompt needs no text fixing)."""
 
     class Batch:
         def __init__(self, a: np.ndarray) -> None:
@@ -76,7 +76,14 @@ def load_reference(
     fire.Fire = lambda fn: fn
     ftfy = types.ModuleType("ftfy")
     ftfy.fix_text = lambda text: text
-    sys.modules.update(decord=decord, fire=fire, ftfy=ftfy)
+    return {"decord": decord, "fire": fire, "ftfy": ftfy}
+
+
+def load_reference(
+    path: Path, clip: np.ndarray, seed: int, captured: list[np.ndarray], device: str = "cpu"
+) -> types.ModuleType:
+    """Import the reference with :func:`reference_stand_ins` for decord, fire and ftfy."""
+    sys.modules.update(reference_stand_ins(clip, seed))
     spec = importlib.util.spec_from_file_location("sc2_reference", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -381,35 +381,9 @@ def load_reference(path: Path, grid: np.ndarray, seed: int, captured: list[np.nd
     """Import the reference with stand-ins: decord (hands it ``grid``), fire, ftfy (the empty prompt needs no text
     fixing), ``export_to_video`` (catches its float frames), ``from_pretrained`` (returns ``models``)."""
 
-    class Batch:
-        def __init__(self, a: np.ndarray) -> None:
-            self.a = a
+    from compare_stereocrafter2_reference import reference_stand_ins  # bench/ is on sys.path for a bench script
 
-        def asnumpy(self) -> np.ndarray:
-            return self.a
-
-    class VideoReader:
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            pass
-
-        def get_avg_fps(self) -> float:
-            return 24.0
-
-        def __len__(self) -> int:
-            return len(grid)
-
-        def get_batch(self, indices: list[int]) -> Batch:
-            torch.manual_seed(seed)  # the models are loaded: seed the noise of the chunk loop that follows
-            return Batch(grid[indices])
-
-    stubs = {}
-    decord = stubs["decord"] = types.ModuleType("decord")
-    decord.VideoReader, decord.cpu = VideoReader, lambda *_: None
-    fire = stubs["fire"] = types.ModuleType("fire")
-    fire.Fire = lambda fn: fn
-    ftfy = stubs["ftfy"] = types.ModuleType("ftfy")
-    ftfy.fix_text = lambda text: text
-    for name, stub in stubs.items():
+    for name, stub in reference_stand_ins(grid, seed).items():
         if importlib.util.find_spec(name) is None or name == "decord":
             sys.modules[name] = stub
     if not path.is_file():
