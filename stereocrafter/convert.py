@@ -941,6 +941,7 @@ class _StereoPass:
                            "state": state_name})  # fmt: skip
             _write_json(self.work_dir / "progress.json", self.progress)
         self._note_odd_size(packed_size)
+        _trim_c_heap()  # each segment's frames, tiles and encoder buffers are freed now: give their pages back
         if previous_state:
             (self.work_dir / previous_state).unlink(missing_ok=True)
         self.done += left.shape[0]
