@@ -7,6 +7,7 @@ compute device; ComfyUI offloads ours again when something else needs the memory
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,13 @@ def choose_dtype(precision: str) -> torch.dtype:
     return model_management.unet_dtype(device, supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
 
 
+@functools.cache
+def _modules_class(name: str) -> type[torch.nn.ModuleDict]:
+    """A ModuleDict class named after the pipeline: ComfyUI logs the class name of what it loads ("Requested to load
+    VideoDepthPipeline" tells a user more than "ModuleDict")."""
+    return type(name, (torch.nn.ModuleDict,), {"__doc__": f"The modules of a {name}, as one model for ComfyUI."})
+
+
 @dataclass
 class ManagedPipeline:
     """A pipeline plus the ModelPatcher that ComfyUI uses to place its modules."""
@@ -41,7 +49,7 @@ class ManagedPipeline:
     def wrap(
         cls, pipeline: Any, modules: dict[str, torch.nn.Module], dtype: torch.dtype, model_id: str
     ) -> ManagedPipeline:
-        container = torch.nn.ModuleDict(modules)
+        container = _modules_class(type(pipeline).__name__)(modules)
         patcher = comfy.model_patcher.ModelPatcher(
             container,
             load_device=model_management.get_torch_device(),

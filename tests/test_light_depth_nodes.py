@@ -72,7 +72,7 @@ report["wrong_message"] = error_of(lambda: load.execute(wrong, "fp32", False))
 
 managed = load.execute(tiny, "auto", False).args[0]  # an absolute folder is used as is
 report["patcher"] = [type(managed.patcher).__name__, str(managed.patcher.load_device),
-                     str(managed.patcher.offload_device), str(managed.dtype)]
+                     str(managed.patcher.offload_device), str(managed.dtype), type(managed.patcher.model).__name__]
 
 steps = []
 if hasattr(comfy.utils, "PROGRESS_THROTTLE_MIN_INTERVAL"):  # 0.33 drops updates within 100 ms of the last one
@@ -137,7 +137,8 @@ def test_model_folder_is_registered_and_validated(report: dict) -> None:
 
 
 def test_loader_hands_the_model_to_comfyui(report: dict) -> None:
-    assert report["patcher"] == ["ModelPatcher", "cpu", "cpu", "torch.float32"]  # --cpu: auto is fp32
+    # --cpu: auto is fp32; ComfyUI's log names the model by its class: the pipeline's name, not "ModuleDict"
+    assert report["patcher"] == ["ModelPatcher", "cpu", "cpu", "torch.float32", "LightDepthPipeline"]
 
 
 def test_light_video_depth_output(report: dict) -> None:
