@@ -579,7 +579,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.memory_fraction is not None and device.type == "cuda":
         gc.collect()
         torch.cuda.empty_cache()
-        torch.cuda.set_per_process_memory_fraction(args.memory_fraction, device)
+        # set_per_process_memory_fraction wants an index, not a bare "cuda"
+        torch.cuda.set_per_process_memory_fraction(args.memory_fraction, torch.device(device).index or 0)
         report["gpu_cap_gib"] = args.memory_fraction * torch.cuda.get_device_properties(device).total_memory / GIB
 
     frames_t = torch.from_numpy(warped).float().div_(255.0)
