@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import comfy.model_management as model_management
@@ -28,7 +29,7 @@ from . import comfy_runtime
 from .depth_nodes import DepthCrafterModel
 from .inpaint_nodes import StereoCrafterModel
 from .managed_model import ManagedPipeline
-from .safe_paths import check_output_file, output_folder
+from .safe_paths import check_output_file, output_folder, split_annotation
 from .schema_fields import extra_fields
 from .splat_node import parallax_inputs
 from .video_inputs import VideoSource, video_source
@@ -44,6 +45,79 @@ def video_file(video: Input.Video | None, video_path: str, name: str) -> VideoSo
     input_dir, temp_dir = folder_paths.get_input_directory(), folder_paths.get_temp_directory()
     output_dir = folder_paths.get_output_directory()
     return video_source(video, video_path, name, Path(input_dir), Path(temp_dir), Path(output_dir))
+
+
+#: The first choice of the ``video_file`` / ``depth_video_file`` lists: no file from the list (a VIDEO link or a
+#: path string instead).
+NO_FILE = "(none)"
+
+
+def input_videos() -> list[str]:
+    """The video files at the top of ComfyUI's input folder, sorted, as core Load Video lists them (by MIME type;
+    files in sub-folders are given by the path strings instead)."""
+    input_dir = folder_paths.get_input_directory()
+    try:
+        names = os.listdir(input_dir)
+    except FileNotFoundError:
+        return []
+    files = [name for name in names if os.path.isfile(os.path.join(input_dir, name))]
+    return sorted(folder_paths.filter_files_content_types(files, ["video"]))
+
+
+def listed_file_error(choice: str | None, input_name: str) -> str | None:
+    """Why a ``video_file``-like combo value cannot be used (not one of :func:`input_videos`; ``name [input]``
+    accepted, as core loaders take it), or None when it can (or is :data:`NO_FILE`, or comes from a link)."""
+    if choice is None or choice == NO_FILE:
+        return None
+    name, annotation = split_annotation(str(choice).strip())
+    if annotation in (None, "input") and name in input_videos():
+        return None
+    return (
+        f"{input_name}: {choice!r} is not a video in ComfyUI's input folder: pick one from the list (or upload "
+        f"one), or set {input_name} to {NO_FILE} and give a file in a sub-folder of the input folder as "
+        f"{input_name.removesuffix('_file')}_path (e.g. clips/my_clip.mp4)."
+    )
+
+
+def chosen_video(video: Input.Video | None, choice: str, path: str, name: str) -> VideoSource | None:
+    """The one source of the ``name`` video: the VIDEO link ``name``, the ``name_file`` list or the ``name_path``
+    string; None when none is given. Two at once are refused (which one is meant is not clear), as is a list value
+    that is not in the list (see :func:`listed_file_error`)."""
+    given = [
+        label
+        for label, used in (
+            (f"{name} (link)", video is not None),
+            (f"{name}_file", choice != NO_FILE),
+            (f"{name}_path", bool(path.strip())),
+        )
+        if used
+    ]
+    if len(given) > 1:
+        raise ValueError(
+            f"{' and '.join(given)} are both given; use one of them: disconnect {name}, set {name}_file to "
+            f"{NO_FILE}, or clear {name}_path."
+        )
+    if not given:
+        return None
+    if choice != NO_FILE:
+        error = listed_file_error(choice, f"{name}_file")
+        if error:
+            raise ValueError(error)
+        # Resolved like a path string, so a listed symlink leading out of the input folder is still refused.
+        return video_file(None, choice, name)
+    return video_file(video, path, name)
+
+
+def _file_stamp(value: str, name: str) -> tuple[str, float] | None:
+    """(file, modification time) of a list value or path string, so a file replaced under the same name (a new
+    upload) converts again, as core Load Video fingerprints its file; None when nothing usable is named."""
+    if not isinstance(value, str) or value in ("", NO_FILE) or not value.strip():
+        return None
+    try:
+        path = video_file(None, value, name).path
+        return str(path), path.stat().st_mtime
+    except (OSError, ValueError):
+        return None  # execute reports the bad name
 
 
 def output_path(prefix: str, source: Path, layout: str) -> tuple[Path, str]:
@@ -165,9 +239,59 @@ class ConvertVideoTo3D(io.ComfyNode):
                     tooltip="Hard cuts (first frames of new shots, e.g. '120, 348'): depth windows, inpainting chunks "
                     "and the depth range restart there. Empty: found automatically (PySceneDetect); 'none': one shot.",
                 ),
+                # Last, after every older widget: workflows saved before these lists load with the same widget order.
+                io.Combo.Input(
+                    "video_file",
+                    options=[NO_FILE, *input_videos()],
+                    default=NO_FILE,
+                    upload=io.UploadType.video,
+                    optional=True,
+                    tooltip="Instead of video: a video in ComfyUI's input folder (or upload one). For one in a "
+                    "sub-folder use video_path.",
+                ),
+                io.Combo.Input(
+                    "depth_video_file",
+                    options=[NO_FILE, *input_videos()],
+                    default=NO_FILE,
+                    upload=io.UploadType.video,
+                    optional=True,
+                    tooltip="Instead of depth_video: your depth video from ComfyUI's input folder (or upload one); "
+                    "sub-folders: depth_video_path.",
+                ),
             ],
             outputs=[io.String.Output(display_name="path", tooltip="The written stereo video file.")],
             is_output_node=True,
+        )
+
+    @classmethod
+    def validate_inputs(cls, video_file: str | None = NO_FILE, depth_video_file: str | None = NO_FILE) -> bool | str:
+        """The list values must be files of the list (ComfyUI skips its own list check for inputs named here, so
+        ``name [input]`` passes as core Load Video accepts it); a link gives None here and is checked in execute."""
+        for value, name in ((video_file, "video_file"), (depth_video_file, "depth_video_file")):
+            error = listed_file_error(value, name)
+            if error:
+                return error
+        return True
+
+    @classmethod
+    def fingerprint_inputs(
+        cls,
+        video_file: str = NO_FILE,
+        depth_video_file: str = NO_FILE,
+        video_path: str = "",
+        depth_video_path: str = "",
+        **_other: object,
+    ) -> tuple:
+        """The named files' modification times (with the other inputs, ComfyUI's cache key): a file replaced under
+        the same name converts again."""
+        return tuple(
+            _file_stamp(value, name)
+            for value, name in (
+                (video_file, "video"),
+                (video_path, "video"),
+                (depth_video_file, "depth_video"),
+                (depth_video_path, "depth_video"),
+            )
         )
 
     @classmethod
@@ -194,12 +318,14 @@ class ConvertVideoTo3D(io.ComfyNode):
         stereocrafter: ManagedPipeline | None = None,
         holes: str = "fill",
         scenes: str = "",
+        video_file: str = NO_FILE,
+        depth_video_file: str = NO_FILE,
     ) -> io.NodeOutput:
-        source_video = video_file(video, video_path, "video")
+        source_video = chosen_video(video, video_file, video_path, "video")
+        if source_video is None:
+            raise ValueError("connect a video (Load Video), pick one in video_file (or upload one) or give video_path.")
         source = source_video.path
-        depth_source = None
-        if depth_video is not None or depth_video_path.strip():
-            depth_source = video_file(depth_video, depth_video_path, "depth_video")
+        depth_source = chosen_video(depth_video, depth_video_file, depth_video_path, "depth_video")
         depth = depth_source.path if depth_source is not None else None
         if depth is not None and depthcrafter is not None:
             raise ValueError("connect either depthcrafter or a depth video, not both.")
@@ -212,7 +338,10 @@ class ConvertVideoTo3D(io.ComfyNode):
                     "one or both): trim both the same way (Video Slice with the same start_time and duration)."
                 )
         if depth is None and depthcrafter is None:
-            raise ValueError("connect depthcrafter (LoadDepthCrafter) or a depth video (depth_video / its path).")
+            raise ValueError(
+                "connect depthcrafter (LoadDepthCrafter) or a depth video (depth_video, depth_video_file or "
+                "depth_video_path)."
+            )
         settings = ConvertSettings(
             warp=WarpSettings(max_disparity, disparity_unit, convergence, invert_depth),
             layout=layout,
