@@ -158,6 +158,25 @@ def test_missing_depth_source_is_a_clear_error(comfy, clips):
         comfy.run(convert(clips.small_name, "sc3d_convert/none"), timeout=PROMPT_TIMEOUT)
 
 
+def test_files_picked_from_the_lists_convert(comfy, comfy_server, clips):
+    """video_file / depth_video_file (the input folder's videos, as core Load Video lists them), no link."""
+    prompt = convert(clips.small_name, "sc3d_convert/from_list", depth_video_file=clips.small_depth_name)
+    prompt["convert"]["inputs"]["video_file"] = clips.small_name
+    del prompt["convert"]["inputs"]["video"], prompt["src"]
+    path = written_file(comfy.run(prompt, timeout=PROMPT_TIMEOUT), comfy_server.output_dir)
+    assert read_video(path).frames.shape[0] == clips.frames
+
+
+def test_two_sources_or_an_unlisted_file_are_clear_errors(comfy, clips):
+    prompt = convert(clips.small_name, "sc3d_convert/both", depth_video_file=clips.small_depth_name)
+    prompt["convert"]["inputs"]["video_file"] = clips.small_name
+    with pytest.raises(PromptError, match=r"video \(link\) and video_file are both given"):
+        comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+    prompt = convert(clips.small_name, "sc3d_convert/outside", depth_video_file="../" + clips.small_depth_name)
+    with pytest.raises(PromptError, match="depth_video_file: .* is not a video in ComfyUI's input folder"):
+        comfy.run(prompt, timeout=PROMPT_TIMEOUT)
+
+
 # A VIDEO's trim window (core "Video Slice", ComfyUI 0.33; 0.3.75 has no such node): mid-frame times on a 24 fps
 # clip, so that no frame sits on a boundary.
 TRIM = {"start_time": 0.3, "duration": 0.5, "strict_duration": False}

@@ -229,7 +229,7 @@ def test_fill_holes_widgets(comfy):
     assert inp["background_side"][1]["default"] == "right"
 
 
-def test_convert_node_optional_inputs(comfy):
+def test_convert_node_optional_inputs(comfy, clips):
     """The links are optional (a VIDEO or a path; DepthCrafter or a depth video); ``holes`` and ``scenes`` came
     later, after every other widget and optional, so API prompts and workflows saved before them still validate
     and load with the same widget order (holes default to a fill, scenes to detection)."""
@@ -239,6 +239,12 @@ def test_convert_node_optional_inputs(comfy):
     inp = info["input"]["optional"]
     assert inp["holes"][1]["options"] == ["fill", "black"] and inp["holes"][1]["default"] == "fill"
     assert inp["scenes"][0] == "STRING" and inp["scenes"][1]["default"] == ""
+    # The input folder's videos, with core Load Video's upload button; last, so older widget orders stay.
+    assert optional[6:] == ["video_file", "depth_video_file"], optional
+    for name in ("video_file", "depth_video_file"):
+        options = inp[name][1]
+        assert options["options"][0] == options["default"] == "(none)" and options["video_upload"] is True
+        assert options["options"][1:] == sorted(options["options"][1:]) and clips.small_name in options["options"]
 
 
 def test_search_aliases_where_comfyui_lists_them(object_info):
