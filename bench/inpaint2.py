@@ -56,8 +56,10 @@ sys.path.insert(0, str(ROOT))
 
 from stereocrafter.inpaint2_pipeline import (  # noqa: E402
     PROMPT_MAX_TOKENS,
+    WEIGHTS_MODES,
     Inpaint2Settings,
     StereoCrafter2Pipeline,
+    apply_transformer_weights,
     encode_empty_prompt,
 )
 
@@ -469,6 +471,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--offload-type", choices=("block_level", "leaf_level"), default="block_level")
     p.add_argument("--blocks-per-group", type=int, default=1, help="block_level offloading's num_blocks_per_group")
     p.add_argument("--memory-fraction", type=float, default=None, help="cap the GPU for our runs (0..1)")
+    p.add_argument("--weights", choices=WEIGHTS_MODES, default="bf16",
+                   help="our runs' transformer weights (bf16 faithful); the reference keeps bf16")  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="write the results there too")
     args = p.parse_args(argv)
     tiny = args.tiny
@@ -568,6 +572,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         del grid, ref, models
     del text_encoder  # the reference keeps UMT5 on the GPU while it runs; ours never holds it
 
+    # The reference ran first on this same transformer: our weights change only now, before group offloading
+    # (diffusers' order: layerwise casting, then offloading).
+    apply_transformer_weights(transformer, args.weights)
+    report["our_weights"] = args.weights
     if args.offload:
         transformer.to("cpu")
         transformer.enable_group_offload(
@@ -587,7 +595,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mask_t = torch.from_numpy(mask).float().div_(255.0)
     common = dict(steps=args.steps, chunk_frames=args.chunk, chunk_overlap=args.overlap,
                   tiles=(args.tile_num, args.tile_num), tile_overlap_px=args.tile_overlap)  # fmt: skip
-    mode = f" ({'group offload ' + args.offload_type if args.offload else 'resident'})"
+    mode = f" ({'group offload ' + args.offload_type if args.offload else 'resident'}, {args.weights} weights)"
     runs = [("ours" + mode, Inpaint2Settings(**common))]
     if args.faithful:
         runs.append(("ours faithful" + mode, Inpaint2Settings.reference(**common)))
@@ -617,6 +625,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"text encoder (UMT5): {report['text_encoder']}")
     if "gpu_cap_gib" in report:
         print(f"our runs capped at {report['gpu_cap_gib']:.1f} GiB (set_per_process_memory_fraction)")
+    print(f"our runs' transformer weights: {report['our_weights']} (the reference's: bf16)")
     print()
     print(table(results, args.frames))
     print()

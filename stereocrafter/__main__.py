@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--inpaint-model", default="stereocrafter", choices=["stereocrafter", "stereocrafter2"],
                        help="stereocrafter (default: v1, SVD UNet, fp16) or stereocrafter2 (Wan2.1-VACE-14B "
                        "transformer, bf16; --stereocrafter2 and --wan-base folders)")  # fmt: skip
+    group.add_argument("--inpaint2-weights", default="bf16", choices=["bf16", "fp8", "int8"], help="stereocrafter2: "
+                       "transformer weights bf16 (faithful), fp8 or int8 (torchao): half the memory")  # fmt: skip
     group.add_argument("--inpaint-steps", type=int, default=None, help="denoising steps (default: stereocrafter 8, "
                        "stereocrafter2 10)")  # fmt: skip
     group.add_argument("--tiles", type=_tiles, default=None, help="spatial tiles: auto (default: stereocrafter from "
@@ -425,7 +427,8 @@ def _inpaint2_stage(
     settings = StereoCrafter2Pipeline.settings_from(options)
     cache = base_dir / PROMPT_CACHE_FOLDER  # the empty prompt's embedding, next to the text encoder it comes from
     budget = int(args.gpu_memory * 1024**3) if args.gpu_memory is not None else None
-    loader = lambda: load(folder, base_dir, device, dtype, cache, offload="auto", gpu_budget=budget)  # noqa: E731
+    weights = args.inpaint2_weights
+    loader = lambda: load(folder, base_dir, device, dtype, cache, offload="auto", gpu_budget=budget, weights=weights)  # noqa: E731
     model_id = f"{folder.resolve()} {base_dir.resolve()} {precision}"
     return InpaintStage(loader, settings, args.seed, model_id=model_id)
 

@@ -41,6 +41,9 @@ v1_combos = {i.id: i.options for i in load1.GET_SCHEMA().inputs if hasattr(i, "o
 assert v1_combos["stereocrafter"] == ["StereoCrafter"], v1_combos
 assert v1_combos["svd"] == ["stable-video-diffusion-img2vid-xt-1-1"], v1_combos
 assert combos["memory_mode"] == ["auto", "gpu", "offload"], combos
+weights_input = next(i for i in schema.inputs if i.id == "weights")
+assert combos["weights"] == ["bf16", "fp8", "int8"] and weights_input.default == "bf16" and weights_input.optional
+assert schema.inputs[-1].id == "weights"  # appended: saved workflows' widgets_values keep their positions
 assert load2.validate_inputs(transformer="not-listed", wan_base="x") is True
 
 def error_of(call):
@@ -69,6 +72,12 @@ assert torch.equal(out, again)  # deterministic for a seed
 offloaded = load2.execute("StereoCrafter2", "Wan2.1-VACE-14B-diffusers", "auto", "offload", False).args[0]
 assert offloaded.offload and list(offloaded.patcher.model.keys()) == ["vae"]
 assert torch.equal(inpaint.execute(offloaded, right, occlusion, **kwargs).args[0], out)  # same frames
+fp8 = load2.execute("StereoCrafter2", "Wan2.1-VACE-14B-diffusers", "auto", "auto", False, "fp8").args[0]
+assert fp8.pipeline.transformer.blocks[0].ffn.net[2].weight.dtype == torch.float8_e4m3fn
+fp8_out = inpaint.execute(fp8, right, occlusion, **kwargs).args[0]
+assert 0 < (fp8_out - out).abs().max() < 0.05  # close to bf16, not the same numbers
+message = error_of(lambda: load2.execute("StereoCrafter2", "Wan2.1-VACE-14B-diffusers", "auto", "auto", False, "fp4"))
+assert "weights must be one of" in message, message
 
 message = error_of(lambda: load2.execute("StereoCrafter", "Wan2.1-VACE-14B-diffusers", "auto", "auto", False))
 assert "StereoCrafter v1" in message and "TencentARC/StereoCrafter2" in message, message
