@@ -239,7 +239,7 @@ def load_stereocrafter(pos: list[int]) -> tuple:
 
 def load_stereocrafter2(pos: list[int]) -> tuple:
     widgets = {"transformer": "StereoCrafter2", "wan_base": "Wan2.1-VACE-14B-diffusers", "precision": "auto",
-               "memory_mode": "auto", "download_missing": False}  # fmt: skip
+               "memory_mode": "auto", "download_missing": False, "weights": "bf16"}  # fmt: skip
     return ("load_stereocrafter", "SC3D_LoadStereoCrafter2", pos, [340, 180], widgets, None)
 
 
