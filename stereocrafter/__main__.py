@@ -429,7 +429,8 @@ def _inpaint2_stage(
     budget = int(args.gpu_memory * 1024**3) if args.gpu_memory is not None else None
     weights = args.inpaint2_weights
     loader = lambda: load(folder, base_dir, device, dtype, cache, offload="auto", gpu_budget=budget, weights=weights)  # noqa: E731
-    model_id = f"{folder.resolve()} {base_dir.resolve()} {precision}"
+    # the weights are in the id so that a job started in bf16 never resumes in fp8 (or the reverse)
+    model_id = f"{folder.resolve()} {base_dir.resolve()} {precision} {weights}"
     return InpaintStage(loader, settings, args.seed, model_id=model_id)
 
 
