@@ -66,7 +66,7 @@ def test_low_precision_weights_stay_close_to_bf16_and_halve_the_bytes(
     weights: str,  # noqa: ANN001
 ) -> None:
     if weights == "int8":
-        pytest.importorskip("torchao", reason="weights='int8' needs torchao (pip install torchao; not in requirements-dev.txt)")
+        pytest.importorskip("torchao", reason="weights='int8' needs torchao (pip install torchao)")
     base, sc2 = folders
     low = load_stereocrafter2(sc2, base, dtype=torch.bfloat16, weights=weights)
     assert low.dtype == torch.bfloat16  # computation stays in bf16: only the storage changed
