@@ -20,13 +20,19 @@ from ..stereocrafter.convert import (
     convert_video,
     work_paths,
 )
-from ..stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size, working_memory_bytes
+from ..stereocrafter.depth_pipeline import (
+    DEPTH_PRESETS,
+    DepthSettings,
+    VideoDepthPipeline,
+    processing_size,
+    working_memory_bytes,
+)
 from ..stereocrafter.inpaint_model import InpaintModel, InpaintOptions, check_inpaint_model
 from ..stereocrafter.scenes import parse_cuts
 from ..stereocrafter.stereo_warp import WarpSettings
 from ..stereocrafter.video_io import CODECS, probe_video
 from . import comfy_runtime
-from .depth_nodes import DepthCrafterModel
+from .depth_nodes import DepthCrafterModel, fit_depth_to_gpu
 from .inpaint_nodes import StereoCrafterModel
 from .managed_model import ManagedPipeline
 from .safe_paths import check_output_file, output_folder, split_annotation
@@ -198,7 +204,13 @@ class ConvertVideoTo3D(io.ComfyNode):
                 ),
                 *parallax_inputs(),
                 io.Boolean.Input("invert_depth", default=False, tooltip="Your depth video has far = bright."),
-                io.Int.Input("depth_steps", default=8, min=1, max=50, tooltip="DepthCrafter steps."),
+                io.Int.Input(
+                    "depth_steps",
+                    default=DEPTH_PRESETS["depthcrafter"]["num_inference_steps"],
+                    min=1,
+                    max=50,
+                    tooltip="DepthCrafter steps (DepthCrafter 1.0.1's settings: no guidance, 110-frame windows).",
+                ),
                 io.Int.Input(
                     "inpaint_steps",
                     default=8,
@@ -353,13 +365,20 @@ class ConvertVideoTo3D(io.ComfyNode):
         )
         depth_stage = None
         if depthcrafter is not None:
-            # Two guidance passes, as the VideoDepth node (same output, less GPU memory).
-            depth_settings = DepthSettings(num_inference_steps=depth_steps, seed=seed, batch_cfg=False)
+            # DepthCrafter 1.0.1's sampling (VideoDepth's defaults); a guidance scale > 1 would run two passes.
+            depth_settings = DepthSettings.preset(
+                "depthcrafter", num_inference_steps=depth_steps, seed=seed, batch_cfg=False
+            )
             info = probe_video(source, source_video.trim)
             size = processing_size(info.height, info.width, depth_settings.max_res)
             frames = info.frame_count or depth_settings.window_size
-            working = working_memory_bytes(size, frames, depth_settings, depthcrafter.pipeline.dtype)
-            load_depth = lambda: _load_stage(depthcrafter, working)  # noqa: E731
+            dtype = depthcrafter.pipeline.dtype
+            working = working_memory_bytes(size, frames, depth_settings, dtype)
+
+            def load_depth() -> tuple[VideoDepthPipeline, DepthSettings]:
+                pipeline = _load_stage(depthcrafter, working)
+                return pipeline, fit_depth_to_gpu(pipeline.device, size, frames, depth_settings, dtype)
+
             depth_stage = DepthStage(load_depth, depth_settings, depthcrafter.model_id)
         inpaint_stage = None
         if stereocrafter is not None:

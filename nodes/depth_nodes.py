@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
 import comfy.model_management as model_management
 import torch
 from comfy_api.latest import io
 
-from ..stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size, working_memory_bytes
+from ..stereocrafter.depth_pipeline import (
+    DEPTH_PRESETS,
+    DepthSettings,
+    VideoDepthPipeline,
+    processing_size,
+    working_memory_bytes,
+)
 from ..stereocrafter.depthcrafter_unet import load_depthcrafter_unet
+from ..stereocrafter.memory_plan import GIB, fit_resident_depth, gpu_budget_bytes
 from ..stereocrafter.model_sources import DEPTHCRAFTER, SVD
 from ..stereocrafter.svd_components import load_svd_components
 from . import comfy_runtime
@@ -16,10 +25,37 @@ from .managed_model import ManagedPipeline, choose_dtype
 from .model_folders import resolve_model_dirs
 from .schema_fields import extra_fields
 
+logger = logging.getLogger(__name__)
+
 CATEGORY = "StereoCrafter3D/depth"
 DepthCrafterModel = io.Custom("SC3D_DEPTHCRAFTER")
 
 _FF_CHUNK_ROWS = 1 << 16
+
+
+def fit_depth_to_gpu(
+    device: torch.device, size: tuple[int, int], num_frames: int, settings: DepthSettings, dtype: torch.dtype
+) -> DepthSettings:
+    """``settings`` fitted to the GPU memory left once ComfyUI has placed the models (smaller VAE chunks, then a
+    shorter window, logged), so a card with less free memory than DepthCrafter's window needs still runs."""
+    budget = gpu_budget_bytes(device)
+    if budget is None:
+        return settings
+    free = budget - torch.cuda.memory_allocated(device)
+    fitted = fit_resident_depth(free, size, num_frames, settings, dtype)
+    if fitted != settings:
+        logger.info(
+            "DepthCrafter fitted to %.1f GiB of free GPU memory: window %d, encode chunk %d, decode chunk %d "
+            "(asked: %d, %d, %d)",
+            free / GIB,
+            fitted.window_size,
+            fitted.encode_chunk_size,
+            fitted.decode_chunk_size,
+            settings.window_size,
+            settings.encode_chunk_size,
+            settings.decode_chunk_size,
+        )
+    return fitted
 
 
 class LoadDepthCrafter(io.ComfyNode):
@@ -91,25 +127,26 @@ class VideoDepth(io.ComfyNode):
                 io.Image.Input("images", tooltip="The video frames."),
                 io.Int.Input(
                     "steps",
-                    default=8,
+                    default=DEPTH_PRESETS["depthcrafter"]["num_inference_steps"],
                     min=1,
                     max=50,
-                    tooltip="Denoising steps (StereoCrafter: 8; DepthCrafter 1.0.1: 5).",
+                    tooltip="Denoising steps (default DepthCrafter 1.0.1's 5; StereoCrafter: 8).",
                 ),
                 io.Float.Input(
                     "guidance_scale",
-                    default=1.2,
+                    default=DEPTH_PRESETS["depthcrafter"]["guidance_scale"],
                     min=1.0,
                     max=3.0,
                     step=0.05,
-                    tooltip="Classifier-free guidance (StereoCrafter: 1.2; 1.0 turns it off and is about 2x faster).",
+                    tooltip="Classifier-free guidance (default DepthCrafter 1.0.1's 1.0 = off; StereoCrafter: 1.2, "
+                    "about 2x slower).",
                 ),
                 io.Int.Input(
                     "window_size",
-                    default=70,
+                    default=DEPTH_PRESETS["depthcrafter"]["window_size"],
                     min=2,
                     max=200,
-                    tooltip="Frames per window (StereoCrafter: 70; DepthCrafter 1.0.1: 110).",
+                    tooltip="Frames per window (default DepthCrafter 1.0.1's 110; StereoCrafter: 70).",
                 ),
                 io.Int.Input(
                     "overlap",
@@ -168,6 +205,7 @@ class VideoDepth(io.ComfyNode):
         size = processing_size(images.shape[1], images.shape[2], max_res)
         device = depthcrafter.load(working_memory_bytes(size, images.shape[0], settings, pipeline.dtype))
         pipeline.device = device
+        settings = fit_depth_to_gpu(device, size, images.shape[0], settings, pipeline.dtype)
 
         total = VideoDepthPipeline.num_progress_steps(images.shape[0], settings)
         report = comfy_runtime.progress_reporter(total)

@@ -70,9 +70,9 @@ class DepthPlan:
         else:
             placement = "all models resident"
         return (
-            f"DepthCrafter memory plan for {budget / GIB:.1f} GiB: {placement}, encode chunk "
-            f"{self.settings.encode_chunk_size}, decode chunk {self.settings.decode_chunk_size}, planned peak "
-            f"{self.peak_bytes / GIB:.1f} GiB"
+            f"DepthCrafter memory plan for {budget / GIB:.1f} GiB: {placement}, window {self.settings.window_size}, "
+            f"encode chunk {self.settings.encode_chunk_size}, decode chunk {self.settings.decode_chunk_size}, "
+            f"planned peak {self.peak_bytes / GIB:.1f} GiB"
         )
 
 
@@ -91,42 +91,64 @@ def plan_depth(
         weights: bytes of ``"unet"``, ``"vae"`` and ``"clip"``.
         size: processing size (h, w); num_frames: clip length.
 
-    Order of preference: modules moved per stage (measured as fast as all resident on an H200, 0.452 vs 0.449
-    s/frame at 1080p, with 9.2 instead of 13.3 GiB: the moves take well under a second per 70-frame window);
-    then smaller encode chunks (per-frame encoder: same output), the UNet streamed block by block, and smaller
-    decode chunks (the temporal decoder mixes frames within a chunk: pixels change). Everything stays resident
-    only when ``resident`` is asked for and fits. The last plan is returned even if it does not fit.
+    Modules move to the GPU per stage (measured as fast as all resident on an H200, 0.452 vs 0.449 s/frame at
+    1080p, with 9.2 instead of 13.3 GiB: the moves take well under a second per window); everything stays resident
+    only when ``resident`` is asked for and fits. Then each stage takes the largest work that fits on its own: the
+    encode chunk (per-frame encoder: same output), the UNet whole or streamed block by block and, below that, a
+    shorter window (more windows: depth changes, like the decode chunk), the decode chunk (the temporal decoder mixes
+    frames within a chunk: pixels change). The smallest plan is returned even if it does not fit.
     """
+    limit = None if budget is None else budget - HEADROOM_BYTES
+
+    def room(weights_on_gpu: int) -> int | None:
+        return None if limit is None else limit - weights_on_gpu
+
     total = weights["unet"] + weights["vae"] + weights["clip"]
-    candidates: list[tuple[bool, bool, DepthSettings]] = [(False, False, settings)] if resident else []
-    candidates.append((True, False, settings))
-    encode = settings.encode_chunk_size
-    while encode > 1:
-        encode //= 2
-        candidates.append((True, False, replace(settings, encode_chunk_size=encode)))
-    low = candidates[-1][2]
-    candidates.append((True, True, low))
-    decode = settings.decode_chunk_size
-    while decode > 2:
-        decode //= 2
-        candidates.append((True, True, replace(low, decode_chunk_size=decode)))
-    plan = None
-    for offload, group, candidate in candidates:
-        stages = stage_memory_bytes(size, num_frames, candidate, dtype)
-        if not offload:
-            peak = total + max(stages.values())
-        else:
-            unet_weights = weights["unet"] // 8 if group else weights["unet"]  # about one block group on the GPU
-            peak = max(
-                weights["vae"] + weights["clip"] + stages["encode"],
-                unet_weights + stages["unet"],
-                weights["vae"] + stages["decode"],
-            )
-        plan = DepthPlan(offload, group, candidate, peak)
-        if budget is None or peak + HEADROOM_BYTES <= budget:
-            return plan
-    assert plan is not None
-    return plan
+    everything = total + max(stage_memory_bytes(size, num_frames, settings, dtype).values())
+    if resident and (limit is None or everything <= limit):
+        return DepthPlan(False, False, settings, everything)
+    encoders = weights["vae"] + weights["clip"]
+    unet_room = room(weights["unet"])
+    group = unet_room is not None and stage_memory_bytes(size, num_frames, settings, dtype)["unet"] > unet_room
+    unet_weights = weights["unet"] // 8 if group else weights["unet"]  # about one block group on the GPU
+    rooms = {"encode": room(encoders), "unet": room(unet_weights), "decode": room(weights["vae"])}
+    planned = _fit_stages(settings, size, num_frames, dtype, rooms)
+    found = stage_memory_bytes(size, num_frames, planned, dtype)
+    peak = max(encoders + found["encode"], unet_weights + found["unet"], weights["vae"] + found["decode"])
+    return DepthPlan(True, group, planned, peak)
+
+
+def fit_resident_depth(
+    free: int | None, size: tuple[int, int], num_frames: int, settings: DepthSettings, dtype: torch.dtype
+) -> DepthSettings:
+    """``settings`` whose every stage fits ``free`` bytes (None = unchanged) beside models already on the GPU (a
+    memory manager placed them, as ComfyUI does): smaller encode / decode chunks, then a shorter window."""
+    room = None if free is None else free - HEADROOM_BYTES
+    return _fit_stages(settings, size, num_frames, dtype, dict.fromkeys(("encode", "unet", "decode"), room))
+
+
+def _fit_stages(
+    settings: DepthSettings,
+    size: tuple[int, int],
+    num_frames: int,
+    dtype: torch.dtype,
+    rooms: dict[str, int | None],
+) -> DepthSettings:
+    """Each stage's own lever lowered until its working memory fits its room (bytes; None = no limit): the encode
+    chunk (same output), the decode chunk down to 2 and the window down to ``overlap + 1`` (both change depth)."""
+
+    def fits(candidate: DepthSettings, stage: str) -> bool:
+        limit = rooms[stage]
+        return limit is None or stage_memory_bytes(size, num_frames, candidate, dtype)[stage] <= limit
+
+    fitted = settings
+    while fitted.encode_chunk_size > 1 and not fits(fitted, "encode"):
+        fitted = replace(fitted, encode_chunk_size=fitted.encode_chunk_size // 2)
+    while fitted.decode_chunk_size > 2 and not fits(fitted, "decode"):
+        fitted = replace(fitted, decode_chunk_size=fitted.decode_chunk_size // 2)
+    while fitted.window_size > fitted.overlap + 1 and not fits(fitted, "unet"):
+        fitted = replace(fitted, window_size=max(fitted.overlap + 1, int(fitted.window_size * 0.8)))
+    return fitted
 
 
 def plan_inpaint(

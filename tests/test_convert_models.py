@@ -185,6 +185,23 @@ def _cli_stages(models: Path, *options: str) -> tuple[DepthStage, InpaintStage]:
     return cli_stages(build_parser().parse_args(["in.mp4", "-o", "out.mp4", "--models", str(models), *options]))
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ((), (5, 1.0, 110, 25, False)),  # DepthCrafter 1.0.1's run.py defaults
+        (("--faithful",), (8, 1.2, 70, 25, True)),  # StereoCrafter's reference (reference.md §1.4)
+        (("--depth-preset", "stereocrafter", "--depth-steps", "3"), (3, 1.2, 70, 25, False)),
+        (("--faithful", "--depth-preset", "depthcrafter"), (5, 1.0, 110, 25, True)),
+    ],
+)
+def test_cli_depth_preset(models, options, expected):
+    """The command's DepthCrafter sampling: DepthCrafter 1.0.1's by default, StereoCrafter's with --faithful,
+    either by name, --depth-steps on top."""
+    depth_stage, _ = _cli_stages(models, "--device", "cpu", *options)
+    s = depth_stage.settings
+    assert (s.num_inference_steps, s.guidance_scale, s.window_size, s.overlap, s.vae_encode_fp32) == expected
+
+
 def test_cli_compile_is_ignored_on_the_cpu(models, caplog, one_torch_thread):
     from stereocrafter.compiled_svd import is_compiled
 

@@ -548,3 +548,14 @@ def test_compiled_encoder_sees_one_chunk_shape(model_dirs: tuple[Path, Path]) ->
     padded = pipe(frames, settings)
     assert batches == [3, 3, 3]
     torch.testing.assert_close(padded, plain, atol=1e-4, rtol=0)  # batched-kernel rounding, as encode_chunk_size
+
+
+def test_depth_presets():
+    """The two named samplings: DepthCrafter 1.0.1's run.py defaults and StereoCrafter's (= the dataclass defaults,
+    reference.md §1.4); other fields stay at their defaults, overrides apply, unknown names are refused."""
+    fast = DepthSettings.preset("depthcrafter", seed=7)
+    assert (fast.num_inference_steps, fast.guidance_scale, fast.window_size, fast.overlap) == (5, 1.0, 110, 25)
+    assert fast.seed == 7 and not fast.do_cfg and fast.max_res == DepthSettings().max_res
+    assert DepthSettings.preset("stereocrafter") == DepthSettings()
+    with pytest.raises(ValueError, match="Unknown depth preset 'fast': use one of depthcrafter, stereocrafter"):
+        DepthSettings.preset("fast")

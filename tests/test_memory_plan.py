@@ -8,7 +8,14 @@ import torch
 
 from stereocrafter.depth_pipeline import DepthSettings, stage_memory_bytes, working_memory_bytes
 from stereocrafter.inpaint_pipeline import InpaintSettings
-from stereocrafter.memory_plan import GIB, gpu_budget_bytes, module_bytes, plan_depth, plan_inpaint
+from stereocrafter.memory_plan import (
+    GIB,
+    fit_resident_depth,
+    gpu_budget_bytes,
+    module_bytes,
+    plan_depth,
+    plan_inpaint,
+)
 
 # fp16 weights of the real models (bytes): DepthCrafter UNet, SVD VAE, CLIP ViT-H.
 WEIGHTS = {"unet": 3_050_000_000, "vae": 196_000_000, "clip": 1_265_000_000}
@@ -43,6 +50,41 @@ def test_small_budgets_stream_the_unet_then_shrink_the_decode_chunk():
     assert eight.settings.decode_chunk_size < SETTINGS.decode_chunk_size  # pixels change: the log line says so
     twelve = plan_depth(12 * GIB, WEIGHTS, SIZE_1080P, 115, SETTINGS)
     assert twelve.settings.decode_chunk_size == SETTINGS.decode_chunk_size and not twelve.unet_group_offload
+
+
+def test_depthcrafter_preset_keeps_its_window_unless_the_streamed_unet_cannot_fit_it():
+    """DepthCrafter 1.0.1's 110-frame windows need more UNet memory than StereoCrafter's 70: large budgets keep them,
+    small ones stream the UNet and only then shorten the window; every stage's own lever is chosen on its own."""
+    fast = DepthSettings.preset("depthcrafter", batch_cfg=False)
+    assert plan_depth(140 * GIB, WEIGHTS, SIZE_1080P, 115, fast).settings == fast
+    for budget in (16 * GIB, 12 * GIB, 8 * GIB):
+        plan = plan_depth(budget, WEIGHTS, SIZE_1080P, 115, fast)
+        assert plan.peak_bytes + GIB // 2 <= budget, (budget, plan)
+        assert f"window {plan.settings.window_size}" in plan.describe(budget)
+        if plan.settings.window_size < fast.window_size:
+            assert plan.unet_group_offload and plan.settings.window_size > fast.overlap
+    eight = plan_depth(8 * GIB, WEIGHTS, SIZE_1080P, 115, fast)
+    assert eight.unet_group_offload and eight.settings.window_size < fast.window_size
+    # the decode stage has its own budget: a shorter window does not shrink its chunk below what fits
+    assert (
+        eight.settings.decode_chunk_size
+        == plan_depth(8 * GIB, WEIGHTS, SIZE_1080P, 115, SETTINGS).settings.decode_chunk_size
+    )
+
+
+def test_resident_models_fit_the_free_memory_by_chunks_then_window():
+    """Inside ComfyUI the models are placed whole by its memory manager; what is left decides the chunks, then the
+    window (DepthCrafter 1.0.1's 110 frames need ~11 GiB at 1080p, a 12 GB card has ~7 left beside the weights)."""
+    fast = DepthSettings.preset("depthcrafter", batch_cfg=False)
+    assert fit_resident_depth(None, SIZE_1080P, 115, fast, torch.float16) == fast
+    assert fit_resident_depth(64 * GIB, SIZE_1080P, 115, fast, torch.float16) == fast
+    fitted = fit_resident_depth(7 * GIB, SIZE_1080P, 115, fast, torch.float16)
+    assert fast.overlap < fitted.window_size < fast.window_size
+    stages = stage_memory_bytes(SIZE_1080P, 115, fitted, torch.float16)
+    assert max(stages.values()) + GIB // 2 <= 7 * GIB
+    assert fitted.num_inference_steps == fast.num_inference_steps and fitted.overlap == fast.overlap
+    smallest = fit_resident_depth(0, SIZE_1080P, 115, fast, torch.float16)
+    assert (smallest.window_size, smallest.encode_chunk_size, smallest.decode_chunk_size) == (fast.overlap + 1, 1, 2)
 
 
 def test_an_impossible_budget_returns_the_smallest_plan():

@@ -48,8 +48,9 @@ DEPTH_NOTE = (
     "stabilityai/stable-video-diffusion-img2vid-xt-1-1 (gated: accept its licence) in models/diffusers/"
     "stable-video-diffusion-img2vid-xt-1-1/, or turn on download_missing in LoadDepthCrafter.\n"
     "2. Put your video in ComfyUI/input/ as input_video.mp4 (or pick it in Load Video).\n"
-    "3. Run. The result is saved to output/video/. VideoDepth has StereoCrafter's settings (8 steps, "
-    "window 70, overlap 25, max_res 1024); lower max_res to 512 for speed.\n"
+    "3. Run. The result is saved to output/video/. VideoDepth has DepthCrafter 1.0.1's settings (5 steps, "
+    "no guidance, window 110, overlap 25, max_res 1024; StereoCrafter's: 8 steps, guidance 1.2, window 70); "
+    "lower max_res to 512 for speed.\n"
     "FillHoles fills the right eye's holes from the background beside them (no model): full_pipeline inpaints "
     "them with StereoCrafter instead."
 )
@@ -77,8 +78,8 @@ DEPTH_ONLY_NOTE = (
     "3. Run. The depth is saved as output/video/depth_*.mp4: same frame count, size and fps as your video (and "
     "its audio). Copy it to input/ as input_depth.mp4 for sbs_from_your_depth, anaglyph_from_your_depth or "
     "inpaint_to_sbs, and try other max_disparity / convergence values without computing the depth again.\n"
-    "VideoDepth has StereoCrafter's settings (8 steps, window 70, overlap 25, max_res 1024); max_res 512 is "
-    "about 4x faster."
+    "VideoDepth has DepthCrafter 1.0.1's settings (5 steps, no guidance, window 110, overlap 25, max_res "
+    "1024; StereoCrafter's: 8 steps, guidance 1.2, window 70); max_res 512 is about 4x faster."
 )
 
 FULL_NOTE = (
@@ -131,9 +132,9 @@ SPLAT_WIDGETS = {
 }
 # StereoCrafter's DepthCrafter settings (the node's defaults), with the seed kept ("fixed") between runs.
 VIDEO_DEPTH_WIDGETS = {
-    "steps": 8,
-    "guidance_scale": 1.2,
-    "window_size": 70,
+    "steps": 5,
+    "guidance_scale": 1.0,
+    "window_size": 110,
     "overlap": 25,
     "seed": 42,
     "control_after_generate": "fixed",

@@ -201,11 +201,13 @@ def test_model_loader_widgets(comfy, tiny_models, node_id, model_input, listed):
 
 
 def test_video_depth_widgets(comfy):
-    """StereoCrafter's DepthCrafter settings are the defaults."""
+    """DepthCrafter 1.0.1's own sampling settings are the defaults (its authors' fast, accurate ones; the tooltips
+    name StereoCrafter's)."""
     inp = comfy.object_info("SC3D_VideoDepth")["SC3D_VideoDepth"]["input"]["required"]
     assert inp["depthcrafter"][0] == "SC3D_DEPTHCRAFTER" and inp["images"][0] == "IMAGE"
     defaults = {name: inp[name][1]["default"] for name in ("steps", "guidance_scale", "window_size", "overlap")}
-    assert defaults == {"steps": 8, "guidance_scale": 1.2, "window_size": 70, "overlap": 25}
+    assert defaults == {"steps": 5, "guidance_scale": 1.0, "window_size": 110, "overlap": 25}
+    assert "StereoCrafter: 8" in inp["steps"][1]["tooltip"] and "70" in inp["window_size"][1]["tooltip"]
     assert inp["seed"][1]["default"] == 42 and inp["max_res"][1]["default"] == 1024
 
 
