@@ -87,7 +87,9 @@ def compare(root: Path, dtype: torch.dtype, tiles: int, frames_n: int, height: i
     )
     ref_pipe.set_progress_bar_config(disable=True)
     # The UNet is shared with the reference pipeline: keep diffusers' processor (the shortcut would change both).
-    ours = StereoInpaintPipeline(unet, vae, clip, SCHEDULER_CONFIG, single_key_attention=False)
+    ours = StereoInpaintPipeline(
+        unet, vae, clip, SCHEDULER_CONFIG, single_key_attention=False, frames_major_decoder=False
+    )
 
     # Inputs as the reference sees them after reading the grid video: k/255 frames, mask = channel mean.
     gen = torch.Generator().manual_seed(seed)

@@ -82,18 +82,21 @@ def measure(rows: list[str], name: str, call: Callable[[], torch.Tensor], model:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--decode-only", action="store_true", help="only the decode calls (both tile sizes)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     scale = 8 if args.tiny else 1
     rows = ["| call | ms | vs diffusers | peak above weights GiB | max abs diff |", "|---|---|---|---|---|"]
 
-    model = unet(9, device, dtype, args.tiny)
-    measure(rows, "StereoCrafter UNet, 23 f x 608x1024", unet_call(model, 23, 76 // scale, 128 // scale), model)
-    del model
-    model = unet(8, device, dtype, args.tiny)
-    measure(rows, "DepthCrafter UNet, 70 f x 1024x576", unet_call(model, 70 // scale, 72 // scale, 128 // scale), model)
-    del model
+    if not args.decode_only:
+        model = unet(9, device, dtype, args.tiny)
+        measure(rows, "StereoCrafter UNet, 23 f x 608x1024", unet_call(model, 23, 76 // scale, 128 // scale), model)
+        del model
+        model = unet(8, device, dtype, args.tiny)
+        call = unet_call(model, 70 // scale, 72 // scale, 128 // scale)
+        measure(rows, "DepthCrafter UNet, 70 f x 1024x576", call, model)
+        del model
 
     if args.tiny:
         from tests.tiny_models import tiny_vae
@@ -110,6 +113,10 @@ def main() -> int:
             return vae.decode(lat, num_frames=2).sample
 
     measure(rows, "decode 2 f x 1088x1024", decode, vae.decoder)
+    full = lat
+    lat = full[..., : 76 // scale, :].contiguous()  # one tile of 1920x1080 decoded as 2x2 tiles
+    measure(rows, "decode 2 f x 608x1024", decode, vae.decoder)
+    lat = full
     for module in vae.decoder.modules():  # 2-D convs only (the temporal Conv3d weights are rank 5)
         if isinstance(module, torch.nn.Conv2d):
             module.to(memory_format=torch.channels_last)

@@ -68,13 +68,15 @@ def build_models(device: torch.device, dtype: torch.dtype, tiny: bool) -> Stereo
             tiny_vae().to(device, dtype),
             tiny_clip().to(device, dtype),
             SCHEDULER_CONFIG,
+            frames_major_decoder=False,
         )
     torch.manual_seed(0)
     with torch.device(device):
         unet = UNetSpatioTemporalConditionModel(**svd_unet_config(in_channels=9))
     unet = place(unet, device, dtype)
     vae, clip = build_vae_and_clip(device, dtype)
-    return StereoInpaintPipeline(unet, vae, clip, SCHEDULER_CONFIG)
+    # diffusers' decoder blocks: this bench's variants and history were measured with them (bench/e2e.py: defaults)
+    return StereoInpaintPipeline(unet, vae, clip, SCHEDULER_CONFIG, frames_major_decoder=False)
 
 
 def set_channels_last(module: torch.nn.Module, on: bool) -> None:

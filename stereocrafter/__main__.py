@@ -399,7 +399,9 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
                 compile_models = _compile_wanted(args, device)
             unet = load_inpaint_unet(inpaint_dir, dtype)
             components = load_svd_components(svd_dir, dtype)
-            pipe = StereoInpaintPipeline.from_components(components, unet, single_key_attention=not args.faithful)
+            pipe = StereoInpaintPipeline.from_components(
+                components, unet, single_key_attention=not args.faithful, frames_major_decoder=not args.faithful
+            )
             pipe = pipe.to(device)
             budget = _gpu_budget(args, device)
             planned = inpaint_settings

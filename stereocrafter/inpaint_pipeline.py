@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import EulerDiscreteScheduler
 
+from .frames_major_blocks import use_frames_major_blocks
 from .inpaint_unet import check_inpaint_unet, load_inpaint_unet
 from .single_key_attention import use_single_key_cross_attention
 from .svd_components import CLIP_MEAN, CLIP_STD, SVDComponents, load_svd_components
@@ -65,6 +66,9 @@ MAX_SDPA_BATCH = 65535
 # runs as 2×2 tiles.
 DEFAULT_PIXEL_FRAMES = 1024 * 640 * 23
 DEFAULT_DECODE_PIXEL_FRAMES = 2 * 1088 * 1024  # decode_chunk 2 of a 1088x1024 tile: 1920x1080 as 1x2 tiles
+#: Working memory of the frames-major temporal decoder over diffusers' at the same tile (bench/README.md, H200:
+#: 7.44 vs 4.25 GiB above the weights for 2 frames of a 1088x1024 tile, eager fp16).
+FRAMES_MAJOR_DECODE_MEMORY = 7.44 / 4.25
 
 
 @dataclass(frozen=True)
@@ -380,6 +384,10 @@ class StereoInpaintPipeline:
         single_key_attention: compute the UNet's cross-attention to its one CLIP token as ``to_out(to_v(context))``
             (same math, see :mod:`.single_key_attention`; installed on ``unet`` in place); False keeps diffusers'
             processor, as the reference runs it.
+        frames_major_decoder: run the VAE's temporal decoder with :mod:`.frames_major_blocks` (installed on
+            ``vae.decoder`` in place; same math, fp16 rounding differs): 1.42x faster eager on an H200 but 1.75x the
+            memory per decoded pixel, so the automatic decode tiles are planned for that (more, smaller tiles).
+            False keeps diffusers' blocks, as the reference runs them.
 
     The modules may be anywhere; computation runs on the UNet's device (VAE and CLIP are expected there too —
     use :meth:`to`). Weights dtype is the caller's choice (fp16 as in the reference). It is an
@@ -399,9 +407,14 @@ class StereoInpaintPipeline:
         clip_std: tuple[float, ...] = CLIP_STD,
         clip_size: int = 224,
         single_key_attention: bool = True,
+        frames_major_decoder: bool = True,
     ) -> None:
         check_inpaint_unet(unet)
         use_single_key_cross_attention(unet, single_key_attention)
+        decoder = getattr(vae, "decoder", None)
+        self.frames_major_decoder = frames_major_decoder and decoder is not None
+        if decoder is not None:
+            use_frames_major_blocks(decoder, self.frames_major_decoder)
         self.unet = unet
         self.vae = vae
         self.image_encoder = image_encoder
@@ -419,12 +432,16 @@ class StereoInpaintPipeline:
 
     @classmethod
     def from_components(
-        cls, svd: SVDComponents, unet: torch.nn.Module, single_key_attention: bool = True
+        cls,
+        svd: SVDComponents,
+        unet: torch.nn.Module,
+        single_key_attention: bool = True,
+        frames_major_decoder: bool = True,
     ) -> StereoInpaintPipeline:
         """Build from the shared SVD components (VAE, CLIP, scheduler config) and the StereoCrafter UNet."""
         return cls(
             unet, svd.vae, svd.image_encoder, svd.scheduler_config, svd.clip_mean, svd.clip_std, svd.clip_size,
-            single_key_attention=single_key_attention,
+            single_key_attention=single_key_attention, frames_major_decoder=frames_major_decoder,
         )  # fmt: skip
 
     @classmethod
@@ -454,7 +471,10 @@ class StereoInpaintPipeline:
         the default processor's memory-efficient attention needs no chunking)."""
         from .compiled_svd import compile_unet_blocks, compile_vae
 
-        # diffusers' blocks, as measured for this pipeline (frames_major_blocks were measured for video depth only).
+        # diffusers' blocks, as measured for this pipeline compiled (frames_major_blocks were measured compiled for
+        # video depth only); the eager frames-major decoder is swapped back before tracing.
+        use_frames_major_blocks(self.vae.decoder, enable=False)
+        self.frames_major_decoder = False
         compile_unet_blocks(self.unet, frames_major=False)
         compile_vae(self.vae, encoder=False, frames_major_decoder=False)  # the encoder is cheap
         self.compiled = True
@@ -593,10 +613,13 @@ class StereoInpaintPipeline:
         the memory budgets."""
         counts = settings.tiles or self._auto_tiles(fit, settings, frames)
         counts = self._respect_sdpa_limit(fit, settings, counts)
+        decode_pixel_frames = settings.max_decode_pixel_frames
+        if self.frames_major_decoder:
+            decode_pixel_frames = int(decode_pixel_frames / FRAMES_MAJOR_DECODE_MEMORY)
         decode_counts = settings.decode_tiles or auto_tile_counts(
             fit.work_height,
             fit.work_width,
-            max(settings.max_decode_pixel_frames // settings.decode_chunk, 64 * 64),
+            max(decode_pixel_frames // settings.decode_chunk, 64 * 64),
             settings.tile_overlap_px,
             settings.max_tiles,
         )

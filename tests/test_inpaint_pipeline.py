@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from stereocrafter.inpaint_pipeline import (
+    FRAMES_MAJOR_DECODE_MEMORY,
     MAX_SDPA_BATCH,
     Fit,
     InpaintProgress,
@@ -152,10 +153,40 @@ def test_single_key_attention_is_the_same_math() -> None:
     """The pipeline's default cross-attention shortcut against diffusers' processor, CFG on (zero negative token)."""
     images, mask = make_inputs(3, 40, 72)
     settings = InpaintSettings(steps=2, tiles=(1, 1), guidance_scale=1.2, composite=False, quantize_8bit=False)
-    shortcut = StereoInpaintPipeline(tiny_unet(9), tiny_vae(), tiny_clip(), SCHEDULER_CONFIG)
-    default = StereoInpaintPipeline(tiny_unet(9), tiny_vae(), tiny_clip(), SCHEDULER_CONFIG, single_key_attention=False)
+    models = (tiny_vae(), tiny_clip(), SCHEDULER_CONFIG)
+    shortcut = StereoInpaintPipeline(tiny_unet(9), *models, frames_major_decoder=False)
+    default = StereoInpaintPipeline(tiny_unet(9), *models, single_key_attention=False, frames_major_decoder=False)
     torch.testing.assert_close(
         shortcut(images, mask, settings, seed=1), default(images, mask, settings, seed=1), atol=1e-5, rtol=0
+    )
+
+
+def test_frames_major_decoder_is_the_same_math_and_plans_smaller_decode_tiles() -> None:
+    """The default frames-major temporal decoder against diffusers' blocks (fp32: rounding only), and its larger
+    working memory counted in the automatic decode tiles; ``compile()`` swaps diffusers' blocks back."""
+    from diffusers.models.resnet import SpatioTemporalResBlock
+
+    images, mask = make_inputs(3, 40, 72)
+    settings = InpaintSettings(steps=2, tiles=(1, 1), composite=False, quantize_8bit=False)
+    fast = StereoInpaintPipeline(tiny_unet(9), tiny_vae(), tiny_clip(), SCHEDULER_CONFIG)
+    plain = StereoInpaintPipeline(tiny_unet(9), tiny_vae(), tiny_clip(), SCHEDULER_CONFIG, frames_major_decoder=False)
+    blocks = [type(m) for m in fast.vae.decoder.modules() if isinstance(m, SpatioTemporalResBlock)]
+    assert blocks and all(t is not SpatioTemporalResBlock for t in blocks)
+    assert all(
+        type(m) is SpatioTemporalResBlock for m in plain.vae.decoder.modules() if isinstance(m, SpatioTemporalResBlock)
+    )
+    torch.testing.assert_close(
+        fast(images, mask, settings, seed=1), plain(images, mask, settings, seed=1), atol=1e-4, rtol=0
+    )
+    fit = Fit(mode="pad", height=1080, width=1920, work_height=1088, work_width=1920)
+    budget = InpaintSettings(tiles=(2, 2), max_decode_pixel_frames=2 * 1088 * 1024)
+    fast_tiles = fast._tile_counts(fit, budget, 23)[1]
+    plain_tiles = plain._tile_counts(fit, budget, 23)[1]
+    assert plain_tiles == (1, 2) and fast_tiles[0] * fast_tiles[1] > 2
+    fast.compile()  # lazy: nothing is traced until a call
+    assert not fast.frames_major_decoder and fast._tile_counts(fit, budget, 23)[1] == plain_tiles
+    assert all(
+        type(m) is SpatioTemporalResBlock for m in fast.vae.decoder.modules() if isinstance(m, SpatioTemporalResBlock)
     )
 
 
@@ -320,7 +351,12 @@ def test_tiled_decode(pipe: StereoInpaintPipeline) -> None:
         images,
         mask,
         InpaintSettings(
-            steps=1, tiles=(1, 1), max_decode_pixel_frames=2 * 192 * 128, tile_overlap_px=64, composite=False
+            steps=1,
+            tiles=(1, 1),
+            # one 192 x 128 tile of 2 frames for the frames-major decoder (the default), which needs more per pixel
+            max_decode_pixel_frames=int(2 * 192 * 128 * FRAMES_MAJOR_DECODE_MEMORY) + 1,
+            tile_overlap_px=64,
+            composite=False,
         ),
     )
     assert pipe.stats.decode_tiles == (1, 2)
