@@ -18,7 +18,10 @@ What runs, in one process:
 4. ours at its defaults (composite, crossfaded seams, padding), the same chunk / tile / step settings;
    ``--faithful`` adds ours in reference mode (``Inpaint2Settings.reference``), ``--offload`` streams the
    transformer's blocks from the CPU (diffusers' group offloading, as ``load_stereocrafter2(offload='group')``
-   sets it up), ``--memory-fraction`` caps the GPU for our runs (the reference always runs uncapped, first).
+   sets it up; ``--offload auto`` = our default: ``plan_offload`` decides from the capped budget, as
+   ``load_stereocrafter2`` does), ``--memory-fraction`` / ``--memory-cap-gib`` cap the GPU for our runs (the
+   reference always runs uncapped, first); ``--vae-tiling`` (default auto: the memory plan tiles the VAE only when
+   whole frames do not fit the cap) and ``--low-cpu-mem`` (diffusers' ``low_cpu_mem_usage``: pin as they move).
 
 Reported per run: wall time, s/frame measured and extrapolated to the reference's 10 steps (the transformer's time
 scales with the steps, encode and decode do not), the split (VAE encode, transformer, VAE decode, rest) from
@@ -28,7 +31,8 @@ allocated / reserved (``reset_peak_memory_stats`` per run), peak host RSS (``VmH
 
 GPU (one H200; ~6-7 min at the defaults: 81 frames, 2 steps):
     python3 bench/inpaint2.py [--frames 81] [--steps 2] [--faithful] [--text-encoder] [--json out.json]
-    python3 bench/inpaint2.py --skip-reference --offload --memory-fraction 0.085   # a 12 GB card
+    python3 bench/inpaint2.py --skip-reference --offload auto --memory-cap-gib 24   # our default on a 24 GB card
+    python3 bench/inpaint2.py --skip-reference --offload group --weights fp8 --low-cpu-mem on --memory-cap-gib 12
 CPU smoke test (seconds): .venv/bin/python bench/inpaint2.py --tiny
 """
 
@@ -39,6 +43,7 @@ import contextlib
 import gc
 import importlib.util
 import json
+import logging
 import sys
 import time
 import types
@@ -60,8 +65,12 @@ from stereocrafter.inpaint2_pipeline import (  # noqa: E402
     Inpaint2Settings,
     StereoCrafter2Pipeline,
     apply_transformer_weights,
+    enable_transformer_offload,
     encode_empty_prompt,
+    plan_chunks2,
+    plan_offload,
 )
+from stereocrafter.memory_plan import gpu_budget_bytes  # noqa: E402
 
 REFERENCE_STEPS = 10  # the reference's inference_steps default
 GIB = 2**30
@@ -467,7 +476,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--faithful", action="store_true", help="also run ours in reference mode (one more run)")
     p.add_argument("--text-encoder", action="store_true", help="build UMT5-XXL and time the one-off encode")
-    p.add_argument("--offload", action="store_true", help="ours with the transformer group-offloaded to the CPU")
+    p.add_argument("--offload", nargs="?", const="group", default="none", choices=("none", "group", "auto"),
+                   help="ours with the transformer group-offloaded to the CPU (bare flag = group); auto = our "
+                   "default: offload only when the planned peak does not fit the (capped) GPU")  # fmt: skip
+    p.add_argument("--low-cpu-mem", choices=("auto", "on", "off"), default="auto",
+                   help="group offloading's low_cpu_mem_usage (on: no pinned copy of the weights; auto: on when "
+                   "the host's available RAM is under twice the weights)")  # fmt: skip
+    p.add_argument("--vae-tiling", choices=("auto", "off", "on"), default="auto",
+                   help="Inpaint2Settings.vae_tiling (auto: tiles only when whole frames do not fit)")  # fmt: skip
+    p.add_argument("--vae-tile-px", type=int, default=0, help="VAE tile side px (0: planned)")
+    p.add_argument("--memory-cap-gib", type=float, default=None,
+                   help="cap our runs' GPU at this many GiB (sets --memory-fraction from the total)")  # fmt: skip
     p.add_argument("--offload-type", choices=("block_level", "leaf_level"), default="block_level")
     p.add_argument("--blocks-per-group", type=int, default=1, help="block_level offloading's num_blocks_per_group")
     p.add_argument("--memory-fraction", type=float, default=None, help="cap the GPU for our runs (0..1)")
@@ -486,6 +505,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.overlap = 2
     if args.steps < 1:
         p.error(f"--steps must be >= 1, got {args.steps}")
+    if args.memory_cap_gib is not None:
+        if args.memory_fraction is not None:
+            p.error("give --memory-fraction or --memory-cap-gib, not both")
+        if args.device.type == "cuda" and torch.cuda.is_available():
+            total = torch.cuda.get_device_properties(args.device).total_memory
+            args.memory_fraction = min(1.0, args.memory_cap_gib * GIB / total)
     if args.memory_fraction is not None and not 0 < args.memory_fraction <= 1:
         p.error(f"--memory-fraction must be in (0, 1], got {args.memory_fraction}")
     if args.device.type == "cuda" and not torch.cuda.is_available():
@@ -496,6 +521,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     device, dtype = args.device, torch.bfloat16
+    # The pipeline's one-line memory plans and out-of-memory retries go to the log: show them with the results.
+    logging.basicConfig(level=logging.WARNING, format="[%(asctime)s] %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("stereocrafter").setLevel(logging.INFO)
     print(f"[{time.strftime('%H:%M:%S')}] {vars(args)}", flush=True)
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
 
@@ -576,14 +604,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # (diffusers' order: layerwise casting, then offloading).
     apply_transformer_weights(transformer, args.weights)
     report["our_weights"] = args.weights
-    if args.offload:
+    budget = None
+    if args.memory_fraction is not None and device.type == "cuda":
+        budget = int(args.memory_fraction * torch.cuda.get_device_properties(device).total_memory)
+    elif device.type == "cuda":
+        budget = gpu_budget_bytes(device)
+    offload = args.offload
+    if offload == "auto":  # as load_stereocrafter2(offload='auto') decides, for the capped budget
+        load_plan = plan_offload(transformer, vae, device, budget)
+        offload = "group" if load_plan is not None and load_plan.offload else "none"
+        report["load_plan"] = load_plan.describe(budget) if load_plan is not None else "no plan (not CUDA)"
+        print(f"[{time.strftime('%H:%M:%S')}] offload auto: {report['load_plan']}", flush=True)
+    report["offload"] = offload
+    low_cpu = {"auto": None, "on": True, "off": False}[args.low_cpu_mem]
+    if offload == "group":
         transformer.to("cpu")
-        transformer.enable_group_offload(
-            onload_device=device, offload_device=torch.device("cpu"), offload_type=args.offload_type,
-            num_blocks_per_group=args.blocks_per_group if args.offload_type == "block_level" else None,
-            use_stream=device.type == "cuda",
-        )  # fmt: skip
-        pipe = StereoCrafter2Pipeline(transformer, vae, embeds, device=device)
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if args.offload_type == "block_level" and args.blocks_per_group == 1:
+            report["low_cpu_mem"] = enable_transformer_offload(transformer, device, low_cpu)
+        else:
+            report["low_cpu_mem"] = bool(low_cpu)
+            transformer.enable_group_offload(
+                onload_device=device, offload_device=torch.device("cpu"), offload_type=args.offload_type,
+                num_blocks_per_group=args.blocks_per_group if args.offload_type == "block_level" else None,
+                use_stream=device.type == "cuda", low_cpu_mem_usage=bool(low_cpu),
+            )  # fmt: skip
+    pipe = StereoCrafter2Pipeline(transformer, vae, embeds, device=device, gpu_budget=budget)
     if args.memory_fraction is not None and device.type == "cuda":
         gc.collect()
         torch.cuda.empty_cache()
@@ -594,12 +642,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     frames_t = torch.from_numpy(warped).float().div_(255.0)
     mask_t = torch.from_numpy(mask).float().div_(255.0)
     common = dict(steps=args.steps, chunk_frames=args.chunk, chunk_overlap=args.overlap,
-                  tiles=(args.tile_num, args.tile_num), tile_overlap_px=args.tile_overlap)  # fmt: skip
-    mode = f" ({'group offload ' + args.offload_type if args.offload else 'resident'}, {args.weights} weights)"
+                  tiles=(args.tile_num, args.tile_num), tile_overlap_px=args.tile_overlap,
+                  vae_tiling=args.vae_tiling, vae_tile_px=args.vae_tile_px)  # fmt: skip
+    placed = "group offload " + args.offload_type if offload == "group" else "resident"
+    mode = f" ({'auto: ' if args.offload == 'auto' else ''}{placed}, {args.weights} weights)"
     runs = [("ours" + mode, Inpaint2Settings(**common))]
     if args.faithful:
         runs.append(("ours faithful" + mode, Inpaint2Settings.reference(**common)))
+    report["plans"] = {}
     for name, settings in runs:
+        # What the stream will plan (it logs the same line when it opens): VAE tiling and tiles for this cap.
+        chunks = plan_chunks2(args.frames, settings.chunk_frames, settings.chunk_overlap, pipe.temporal)
+        plan = pipe.plan_memory(args.height, args.width, settings, max(c.length for c in chunks))
+        report["plans"][name] = plan.describe(budget)
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: {report['plans'][name]}", flush=True)
         r, out = measure(
             name, lambda s=settings: pipe(frames_t, mask_t, s, seed=args.seed).numpy(), device, args.frames,
             args.steps, modules,
@@ -625,6 +681,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"text encoder (UMT5): {report['text_encoder']}")
     if "gpu_cap_gib" in report:
         print(f"our runs capped at {report['gpu_cap_gib']:.1f} GiB (set_per_process_memory_fraction)")
+    if "load_plan" in report:
+        print(f"offload auto (at load): {report['load_plan']}")
+    print(f"offload: {report['offload']}" + (f", low_cpu_mem_usage {report['low_cpu_mem']}"
+                                              if "low_cpu_mem" in report else ""))  # fmt: skip
+    for name, line in report["plans"].items():
+        print(f"{name}: {line}")
     print(f"our runs' transformer weights: {report['our_weights']} (the reference's: bf16)")
     print()
     print(table(results, args.frames))

@@ -25,7 +25,14 @@ frames by repeating the last frame (``temporal_fit='pad'``) instead of dropping 
 returns fewer frames than it was given when a clip shorter than a chunk is not ``1 + 4k`` long; ``crop`` keeps the
 warped input there). The empty-prompt embedding is computed once at load (optionally cached on disk); the text
 encoder is freed before the transformer is loaded. ``load_stereocrafter2(offload='group')`` streams the
-transformer's blocks from the CPU (diffusers' group offloading).
+transformer's blocks from the CPU (diffusers' group offloading); ``offload='auto'`` (the default) does so when the
+resident weights plus a 1080p chunk's working memory do not fit the GPU.
+
+Memory plan (:func:`~.memory_plan.plan_inpaint2`, one log line per stream): on CUDA every stream plans from the GPU
+budget (:func:`~.memory_plan.gpu_budget_bytes`) whether the VAE encodes/decodes whole frames (the reference) or
+tiles (diffusers' tiled VAE, ``vae_tiling``), and, unless ``oom_retry`` is off, whether more transformer tiles are
+needed. The whole-frame VAE decode of a 1080p chunk needs ~20 GiB (its causal feature caches at full resolution):
+it is what keeps a 24 GB card from running the faithful path even with offloaded weights.
 
 :class:`Inpaint2Stream` takes a clip of known length in pushes of any size, resumably (``state_dict``);
 :meth:`StereoCrafter2Pipeline.__call__` pushes the whole clip through one. The VAE input is laid out as the
@@ -35,10 +42,11 @@ to the reference's on the same tiny weights and noise (bench/compare_stereocraft
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -59,6 +67,7 @@ from .inpaint_stream import check_saved_state
 
 if TYPE_CHECKING:
     from .inpaint_model import InpaintOptions
+    from .memory_plan import Inpaint2Plan
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +87,11 @@ OffloadMode = Literal["none", "group", "auto"]
 #: as it runs) or ``int8`` (torchao weight-only int8): about half the bytes, see :func:`apply_transformer_weights`.
 WeightsMode = Literal["bf16", "fp8", "int8"]
 WEIGHTS_MODES: tuple[str, ...] = ("bf16", "fp8", "int8")
+#: ``auto``: VAE tiles only when the memory plan says whole frames do not fit; ``off``: whole frames always (the
+#: reference); ``on``: always tiled.
+VaeTiling = Literal["auto", "off", "on"]
+#: The frame the load-time ``offload='auto'`` decision plans for (h, w, chunk frames): the reference's 1080p chunk.
+PLAN_FRAME = (1080, 1920, 81)
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,16 @@ class Inpaint2Settings:
         oom_retry: on CUDA out-of-memory in a chunk, free memory and run the chunk again with one more tile per axis
             (kept for the chunks after it), up to ``max_tiles`` tiles in all; off in :meth:`reference`.
         max_tiles: the most tiles (rows × cols) an out-of-memory retry goes to (``tiles`` above it are kept).
+        vae_tiling: ``auto`` (default, also in :meth:`reference`): the VAE encodes and decodes whole frames (the
+            reference) unless the memory plan finds they do not fit the GPU budget, then in tiles; ``off``: whole
+            frames always; ``on``: tiles always. Tiles are diffusers' ``AutoencoderKLWan.enable_tiling``: each tile
+            coded on its own (the convolutions and the decoder's attention see only the tile), blended linearly
+            over 1/4 of a tile: NOT exact, pixels change everywhere a little and most near tile edges (tiny random
+            models, 32 px tiles: max 0.35 / mean 0.013 on 0..1 pixels, 48 px: 0.24 / 0.007; a random VAE without
+            an image prior and tiles of a few latent cells, so an upper bound; not measured on the real weights).
+            On the GPU, where it tiles, a 1080p chunk's decode drops from ~20 GiB to under 1 GiB + its output.
+        vae_tile_px: VAE tile side in px (a multiple of 8), stride 3/4 of it; 0 = the plan's choice (the largest
+            of 1024, 768, 512, 384, 256 px that fits; 1024 where nothing limits).
     """
 
     steps: int = 10
@@ -118,6 +142,8 @@ class Inpaint2Settings:
     composite_feather_px: int = 3
     oom_retry: bool = True
     max_tiles: int = 64
+    vae_tiling: VaeTiling = "auto"
+    vae_tile_px: int = 0
 
     @classmethod
     def reference(cls, tile_num: int = 2, **overrides: Any) -> Inpaint2Settings:
@@ -153,6 +179,10 @@ class Inpaint2Settings:
             raise ValueError("composite_dilate_px and composite_feather_px must be >= 0.")
         if self.max_tiles < 1:
             raise ValueError(f"max_tiles must be >= 1, got {self.max_tiles}.")
+        if self.vae_tiling not in ("auto", "off", "on"):
+            raise ValueError(f"vae_tiling must be 'auto', 'off' or 'on', got {self.vae_tiling!r}.")
+        if self.vae_tile_px < 0 or self.vae_tile_px % 8 or 0 < self.vae_tile_px < 16:
+            raise ValueError(f"vae_tile_px must be 0 (planned) or a multiple of 8 >= 16, got {self.vae_tile_px}.")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -307,6 +337,28 @@ def channels_last_video(x: torch.Tensor) -> torch.Tensor:
     return out.copy_(x)
 
 
+@contextlib.contextmanager
+def vae_tiles(vae: torch.nn.Module, tile: int | None) -> Iterator[None]:
+    """Within the context the Wan VAE codes in ``tile`` px tiles (diffusers' ``enable_tiling``, stride 3/4 of the
+    tile), or whole frames for None; the VAE's own tiling settings come back after (it may be shared)."""
+    from .memory_plan import sc2_vae_stride
+
+    names = ("use_tiling", "tile_sample_min_height", "tile_sample_min_width", "tile_sample_stride_height",
+             "tile_sample_stride_width")  # fmt: skip
+    saved = {n: getattr(vae, n) for n in names if hasattr(vae, n)}
+    if tile is None:
+        vae.use_tiling = False
+    else:
+        stride = sc2_vae_stride(tile)
+        vae.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
+                          tile_sample_stride_height=stride, tile_sample_stride_width=stride)  # fmt: skip
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            setattr(vae, n, v)
+
+
 def encode_empty_prompt(
     tokenizer: Any, text_encoder: torch.nn.Module, max_tokens: int = PROMPT_MAX_TOKENS
 ) -> torch.Tensor:
@@ -359,6 +411,8 @@ class StereoCrafter2Pipeline:
             text encoder itself is not needed.
         device: where computation runs; None = the transformer's device (give it when the transformer is
             group-offloaded, its weights then live on the CPU).
+        gpu_budget: bytes the memory plan may use on the GPU (None = :func:`~.memory_plan.gpu_budget_bytes` when
+            a stream opens: free memory plus what torch holds, capped by the per-process memory fraction).
 
     Computation runs in the transformer's dtype (bf16 as the reference); the VAE is expected on ``device``. It is an
     :class:`~.inpaint_model.InpaintModel` (``open_stream``, ``settings_from``), as StereoCrafter v1's pipeline.
@@ -373,6 +427,7 @@ class StereoCrafter2Pipeline:
         vae: torch.nn.Module,
         prompt_embeds: torch.Tensor,
         device: torch.device | str | None = None,
+        gpu_budget: int | None = None,
     ) -> None:
         check_wan_vace_transformer(transformer)
         text_dim = transformer.config.text_dim
@@ -395,6 +450,7 @@ class StereoCrafter2Pipeline:
         self.transformer = transformer
         self.vae = vae
         self._device = torch.device(device) if device is not None else None
+        self.gpu_budget = gpu_budget
         self.prompt_embeds = prompt_embeds
         self.latents_mean = torch.tensor(vae.config.latents_mean, dtype=torch.float32).view(1, z_dim, 1, 1, 1)
         self.latents_std = torch.tensor(vae.config.latents_std, dtype=torch.float32).view(1, z_dim, 1, 1, 1)
@@ -407,6 +463,35 @@ class StereoCrafter2Pipeline:
     def dtype(self) -> torch.dtype:
         """The compute dtype: the patch embedding's (diffusers keeps norms and the time embedding in fp32)."""
         return self.transformer.patch_embedding.weight.dtype
+
+    @property
+    def offloaded(self) -> bool:
+        """Whether the transformer is group-offloaded (diffusers' hooks move its blocks per forward)."""
+        return transformer_offloaded(self.transformer)
+
+    def plan_memory(self, height: int, width: int, settings: Inpaint2Settings, chunk_frames: int) -> Inpaint2Plan:
+        """The memory plan for a stream of ``height × width`` frames (:func:`~.memory_plan.plan_inpaint2`): VAE
+        tiling and tile counts for the GPU budget, with the transformer's placement as it is. Off CUDA there is no
+        budget: the settings as asked (VAE tiled only for ``vae_tiling='on'``)."""
+        from .memory_plan import gpu_budget_bytes, module_bytes, plan_inpaint2
+
+        device = self.device
+        budget = self.gpu_budget if self.gpu_budget is not None else gpu_budget_bytes(device)
+        weights, vae = parameter_bytes(self.transformer), module_bytes(self.vae)
+        if budget is not None and device.type == "cuda":
+            # What the process holds on the GPU besides our models (other models, ComfyUI's cache, …).
+            ours = [t for m in (self.transformer, self.vae) for t in (*m.parameters(), *m.buffers())]
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            here = sum(t.numel() * t.element_size() for t in ours if t.is_cuda and t.device.index == index)
+            other = max(torch.cuda.memory_allocated(device) - here, 0)
+        else:
+            other = 0
+        return plan_inpaint2(
+            budget, other + weights + vae, other + offload_window_bytes(self.transformer) + vae, (height, width),
+            chunk_frames, settings.tiles, settings.tile_overlap_px, offload=self.offloaded,
+            vae_tiling=settings.vae_tiling if budget is not None else ("on" if settings.vae_tiling == "on" else "off"),
+            vae_tile=settings.vae_tile_px, grow_tiles=settings.oom_retry, max_tiles=settings.max_tiles,
+        )  # fmt: skip
 
     def to(self, device: torch.device | str) -> StereoCrafter2Pipeline:
         self.transformer.to(device)
@@ -490,26 +575,28 @@ class StereoCrafter2Pipeline:
 
     # -- one chunk
 
-    def _encode(self, video: torch.Tensor) -> torch.Tensor:
-        """[B, 3, F, H, W] in the VAE dtype, [-1, 1] → normalised posterior mode [B, z, f, h, w] in that dtype."""
-        z = self.vae.encode(channels_last_video(video)).latent_dist.mode()
+    def _encode(self, video: torch.Tensor, vae_tile: int | None = None) -> torch.Tensor:
+        """[B, 3, F, H, W] in the VAE dtype, [-1, 1] → normalised posterior mode [B, z, f, h, w] in that dtype;
+        ``vae_tile`` px tiles (:func:`vae_tiles`) or whole frames (None)."""
+        with vae_tiles(self.vae, vae_tile):
+            z = self.vae.encode(channels_last_video(video)).latent_dist.mode()
         mean, inv_std = self.latents_mean.to(z.device), 1.0 / self.latents_std.to(z.device)
         return ((z.float() - mean) * inv_std).to(video.dtype)
 
     def _denoise_tile(
         self, cond: torch.Tensor, soft: torch.Tensor, generator: torch.Generator, settings: Inpaint2Settings,
-        report: Callable[[int], None], interrupt: Callable[[], None] | None = None,
+        report: Callable[[int], None], interrupt: Callable[[], None] | None = None, vae_tile: int | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """One tile of one chunk. cond [1, 3, F, h, w] fp32 0..1 (holes grey), soft mask [1, F, h, w] fp32 0..1 →
-        final latents [1, z, f, h/8, w/8] in the model dtype."""
+        final latents [1, z, f, h/8, w/8] in the model dtype. ``vae_tile``: see :meth:`_encode`."""
         device, dtype = self.device, self.dtype
         video = (2.0 * cond - 1.0).to(device, dtype)
         # The reference's mask goes through the image processor's [0,1] → [-1,1] normalisation and back.
         soft = torch.clamp((2.0 * soft - 1.0 + 1) / 2, min=0, max=1).to(device, dtype)
         hard = torch.where(soft > 0.5, 1.0, 0.0).to(dtype).unsqueeze(1)
         vae_dtype = next(self.vae.parameters()).dtype
-        inactive = self._encode((video * (1 - hard)).to(vae_dtype))
-        reactive = self._encode((video * hard).to(vae_dtype))
+        inactive = self._encode((video * (1 - hard)).to(vae_dtype), vae_tile)
+        reactive = self._encode((video * hard).to(vae_dtype), vae_tile)
         latent_frames = (cond.shape[2] - 1) // self.temporal + 1
         packed = pack_mask(soft, latent_frames, self.spatial).to(device, dtype)
         control = torch.cat([inactive, reactive, packed], dim=1).to(dtype)
@@ -531,13 +618,20 @@ class StereoCrafter2Pipeline:
             report(i)
         return latents
 
-    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Normalised latents [1, z, f, H/8, W/8] → frames [1, 3, F, H, W] fp32 0..1 (values of the model dtype)."""
+    def _decode(self, latents: torch.Tensor, vae_tile: int | None = None) -> torch.Tensor:
+        """Normalised latents [1, z, f, H/8, W/8] → frames [1, 3, F, H, W] fp32 0..1 (values of the model dtype);
+        ``vae_tile`` px tiles (:func:`vae_tiles`) or whole frames (None)."""
         vae_dtype = next(self.vae.parameters()).dtype
         z = latents.float() * self.latents_std.to(latents.device) + self.latents_mean.to(latents.device)
-        with torch.no_grad():
+        with torch.no_grad(), vae_tiles(self.vae, vae_tile):
             video = self.vae.decode(z.to(vae_dtype), return_dict=False)[0]
         return (video / 2 + 0.5).clamp(0, 1).float()
+
+
+def _budget(device: torch.device) -> int | None:
+    from .memory_plan import gpu_budget_bytes
+
+    return gpu_budget_bytes(device)
 
 
 class Inpaint2Stream:
@@ -585,6 +679,13 @@ class Inpaint2Stream:
             num_frames, settings.chunk_frames, settings.chunk_overlap, self.cuts, pipe.temporal, settings.temporal_fit
         )
         self.covered = self.chunks[-1].end  # < num_frames only for temporal_fit='crop' on short clips
+        self.plan = pipe.plan_memory(height, width, settings, max(c.length for c in self.chunks))
+        self.vae_tile = self.plan.vae_tile
+        if self.plan.tiles != (self.rows.count, self.cols.count):
+            self.rows = plan_tile_axis(height, self.plan.tiles[0], settings.tile_overlap_px, base)
+            self.cols = plan_tile_axis(width, self.plan.tiles[1], settings.tile_overlap_px, base)
+        if pipe.device.type == "cuda" or self.vae_tile is not None:
+            logger.info("%s", self.plan.describe(pipe.gpu_budget or _budget(pipe.device)))
         if self.covered < num_frames:
             logger.warning(
                 "temporal_fit='crop': the last %d of %d frames fit no 1 + %dk chunk and keep the warped input (the "
@@ -615,7 +716,9 @@ class Inpaint2Stream:
     def _fingerprint(self) -> dict[str, Any]:
         cuts = {"cuts": self.cuts} if self.cuts else {}  # absent without cuts: states saved before still load
         # The out-of-memory knobs do not change a run's numbers: left out, so states saved before them still load.
-        settings = {k: v for k, v in asdict(self.settings).items() if k not in ("oom_retry", "max_tiles")}
+        # vae_tiling / vae_tile_px (added later) are left out too: the plan chooses per run from the memory.
+        volatile = ("oom_retry", "max_tiles", "vae_tiling", "vae_tile_px")
+        settings = {k: v for k, v in asdict(self.settings).items() if k not in volatile}
         return {"num_frames": self.num_frames, "height": self.height, "width": self.width, **cuts,
                 **settings}  # fmt: skip
 
@@ -742,7 +845,11 @@ class Inpaint2Stream:
                         self.progress(Inpaint2Progress(index, len(self.chunks), tile, tiles_total, step, s.steps))
 
                 sl = (..., slice(y, y + self.rows.size), slice(x, x + self.cols.size))
-                row.append(self.pipe._denoise_tile(cond[sl], soft[sl], self.generator, s, report, self.interrupt))
+                row.append(
+                    self.pipe._denoise_tile(
+                        cond[sl], soft[sl], self.generator, s, report, self.interrupt, vae_tile=self.vae_tile
+                    )
+                )
             latents.append(row)
         return latents
 
@@ -781,13 +888,35 @@ class Inpaint2Stream:
             self.oom_retries += 1
             self.generator.set_state(start_state)
 
+    def _decode_retrying(self, index: int, latents: torch.Tensor) -> torch.Tensor:
+        """:meth:`StereoCrafter2Pipeline._decode` with this stream's VAE tiles; on CUDA out-of-memory (``oom_retry``)
+        decode again with smaller VAE tiles (the next smaller of :data:`~.memory_plan.SC2_VAE_TILES`), kept for the
+        later chunks. The noise is not involved: the retry gives what a run planned with those tiles gives."""
+        from .memory_plan import SC2_VAE_TILES
+
+        while True:
+            try:
+                return self.pipe._decode(latents, self.vae_tile)
+            except Exception as exc:
+                smaller = [t for t in SC2_VAE_TILES if self.vae_tile is None or t < self.vae_tile]
+                if not (_is_oom(exc) and self.settings.oom_retry and smaller and self.settings.vae_tiling != "off"):
+                    raise
+            _free_memory()
+            logger.warning(
+                "StereoCrafter2: out of GPU memory decoding chunk %d/%d with %s; retrying with %d px VAE tiles.",
+                index + 1, len(self.chunks), f"{self.vae_tile} px VAE tiles" if self.vae_tile else "whole frames",
+                smaller[0],
+            )  # fmt: skip
+            self.vae_tile = smaller[0]
+            self.oom_retries += 1
+
     def _run(self, index: int) -> None:
         chunk, s = self.chunks[index], self.settings
         lo, hi = chunk.start - self._in_start, chunk.end - self._in_start
         raw, raw_mask = self._frames[lo:hi], self._mask[lo:hi]
         overlap = chunk.new_from - chunk.start
         latents = self._denoise_chunk_retrying(index)
-        frames = self.pipe._decode(blend_tile_latents(latents, self.rows, self.cols, self.pipe.spatial))
+        frames = self._decode_retrying(index, blend_tile_latents(latents, self.rows, self.cols, self.pipe.spatial))
         del latents
         gc.collect()
         frames = frames[0].permute(1, 0, 2, 3).cpu()[: chunk.end - chunk.start]  # [n, 3, H', W'], padding dropped
@@ -970,10 +1099,76 @@ def parameter_bytes(module: torch.nn.Module) -> int:
     return total
 
 
+def transformer_offloaded(transformer: torch.nn.Module) -> bool:
+    """Whether diffusers' group offloading is enabled on ``transformer``."""
+    try:
+        from diffusers.hooks.group_offloading import _is_group_offload_enabled
+    except ImportError:  # an older diffusers: no group offloading there
+        return False
+    return bool(_is_group_offload_enabled(transformer))
+
+
+def offload_window_bytes(transformer: torch.nn.Module) -> int:
+    """GPU bytes of a group-offloaded transformer while it runs: the modules outside its blocks (kept on the GPU by
+    the hooks' top-level group) plus two of the largest blocks (the one running and the one being prefetched)."""
+    blocks = [*getattr(transformer, "blocks", []), *getattr(transformer, "vace_blocks", [])]
+    block_bytes = [parameter_bytes(b) for b in blocks]
+    return parameter_bytes(transformer) - sum(block_bytes) + 2 * max(block_bytes, default=0)
+
+
+def enable_transformer_offload(
+    transformer: torch.nn.Module, device: torch.device, low_cpu_mem: bool | None = None
+) -> bool:
+    """Stream the transformer's blocks from the CPU to ``device`` (diffusers' block-level group offloading, one
+    block per group, prefetched on a CUDA stream); the transformer must be on the CPU. Returns ``low_cpu_mem``.
+
+    With a stream diffusers keeps a pinned copy of every weight (``low_cpu_mem_usage=False``): fast copies, but the
+    loaded weights and the pinned copies coexist until the first forward, and torch's pinned allocator rounds each
+    tensor up to a power of two: host RAM up to ~2-3× the weights (measured 53 GiB for the 34.6 GB of bf16).
+    ``low_cpu_mem=True`` pins each group as it moves instead (host RAM ≈ the weights once; every move copies once
+    more on the CPU). None = True when the host's available memory is under twice the weights."""
+    if low_cpu_mem is None:
+        low_cpu_mem = False
+        try:
+            import psutil
+
+            low_cpu_mem = psutil.virtual_memory().available < 2 * parameter_bytes(transformer)
+        except ImportError:  # no psutil: the faster pinned copies
+            pass
+    transformer.enable_group_offload(
+        onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
+        num_blocks_per_group=1, use_stream=device.type == "cuda", low_cpu_mem_usage=low_cpu_mem,
+    )  # fmt: skip
+    return low_cpu_mem
+
+
+def plan_offload(
+    transformer: torch.nn.Module, vae: torch.nn.Module, device: torch.device, gpu_budget: int | None = None
+) -> Inpaint2Plan | None:
+    """The load-time memory plan (:func:`~.memory_plan.plan_inpaint2`) for the reference's 1080p chunk
+    (:data:`PLAN_FRAME`, 2 × 2 tiles, 128 px overlap) with the transformer's weights as stored: its ``offload``
+    says whether to stream the blocks (exact plans first: resident, then offloaded; then the largest VAE tile that
+    fits, resident before offloaded). None off CUDA. ``gpu_budget`` bytes; None =
+    :func:`~.memory_plan.gpu_budget_bytes`."""
+    from .memory_plan import gpu_budget_bytes, module_bytes, plan_inpaint2
+
+    if device.type != "cuda":
+        return None
+    budget = gpu_budget if gpu_budget is not None else gpu_budget_bytes(device)
+    vae_bytes = module_bytes(vae)
+    h, w, frames = PLAN_FRAME
+    plan = plan_inpaint2(
+        budget, parameter_bytes(transformer) + vae_bytes, offload_window_bytes(transformer) + vae_bytes, (h, w),
+        frames, (2, 2), 128, grow_tiles=False,
+    )  # fmt: skip
+    logger.info("At load, for %dx%d: %s", w, h, plan.describe(budget))
+    return plan
+
+
 def choose_offload(transformer: torch.nn.Module, device: torch.device, gpu_budget: int | None = None) -> OffloadMode:
-    """``group`` when ``device`` is CUDA and the transformer's weights (as stored: fp8/int8 weights count their
-    smaller bytes) plus :data:`WORKING_BYTES` exceed ``gpu_budget`` (bytes; None = free memory on the device now),
-    else ``none``."""
+    """The earlier rule (kept for scripts; ``load_stereocrafter2`` now uses :func:`plan_offload`): ``group`` when
+    ``device`` is CUDA and the transformer's weights (as stored: fp8/int8 weights count their smaller bytes) plus
+    :data:`WORKING_BYTES` exceed ``gpu_budget`` (bytes; None = free memory on the device now), else ``none``."""
     if device.type != "cuda":
         return "none"
     weights = parameter_bytes(transformer)
@@ -993,10 +1188,11 @@ def load_stereocrafter2(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.bfloat16,
     prompt_cache_dir: str | Path | None = None,
-    offload: OffloadMode = "none",
+    offload: OffloadMode = "auto",
     gpu_budget: int | None = None,
     text_encoder_device: torch.device | str | None = None,
     weights: WeightsMode = "bf16",
+    low_cpu_mem: bool | None = None,
 ) -> StereoCrafter2Pipeline:
     """Load StereoCrafter2 (transformer folder of TencentARC/StereoCrafter2, VAE/UMT5/tokenizer of the Wan2.1-VACE
     base) onto ``device`` in ``dtype`` (bf16 as the reference). The text encoder runs once, before the transformer
@@ -1004,10 +1200,11 @@ def load_stereocrafter2(
 
     ``offload='group'`` keeps the transformer's weights on the CPU and moves them block by block to ``device`` with
     diffusers' group offloading (prefetched on a CUDA stream): the same numbers for about one block of GPU memory
-    instead of ~28 GB, slower by the host-to-device copies (not measured yet). ``offload='auto'`` chooses group
-    offloading on CUDA when the transformer's weights plus :data:`WORKING_BYTES` exceed ``gpu_budget`` (bytes;
-    default what is free on the device), else resident weights. The text encoder runs on ``text_encoder_device``
-    (default ``device``) when no cached embedding is found.
+    instead of ~32 GiB. ``offload='auto'`` (default) keeps the weights resident when they plus a 1080p chunk's
+    working memory fit ``gpu_budget`` (bytes; default :func:`~.memory_plan.gpu_budget_bytes`), else offloads
+    (:func:`plan_offload`); each stream then plans VAE tiling and tiles for its frame size
+    (:meth:`StereoCrafter2Pipeline.plan_memory`). ``low_cpu_mem``: see :func:`enable_transformer_offload`. The text
+    encoder runs on ``text_encoder_device`` (default ``device``) when no cached embedding is found.
 
     ``weights`` stores the transformer's weights as loaded (``bf16``, faithful) or in about half the bytes (``fp8``,
     ``int8``: :func:`apply_transformer_weights`); on tiny random models fp8 changes the output by at most 0.020 and
@@ -1037,12 +1234,12 @@ def load_stereocrafter2(
     transformer.requires_grad_(False)
     apply_transformer_weights(transformer, weights)  # before group offloading, as diffusers documents
     if offload == "auto":
-        offload = choose_offload(transformer, torch.device(device), gpu_budget)
+        plan = plan_offload(transformer, vae, torch.device(device), gpu_budget)
+        offload = "group" if plan is not None and plan.offload else "none"
     if offload == "group":
         onload = torch.device(device)
-        transformer.enable_group_offload(
-            onload_device=onload, offload_device=torch.device("cpu"), offload_type="block_level",
-            num_blocks_per_group=1, use_stream=onload.type == "cuda",
-        )  # fmt: skip
-        return StereoCrafter2Pipeline(transformer, vae, embeds, device=onload)
-    return StereoCrafter2Pipeline(transformer.to(device), vae, embeds)
+        low = enable_transformer_offload(transformer, onload, low_cpu_mem)
+        logger.info("StereoCrafter2: transformer blocks streamed to %s (%s).", onload,
+                    "pinned as they move" if low else "pinned copies")  # fmt: skip
+        return StereoCrafter2Pipeline(transformer, vae, embeds, device=onload, gpu_budget=gpu_budget)
+    return StereoCrafter2Pipeline(transformer.to(device), vae, embeds, gpu_budget=gpu_budget)

@@ -169,3 +169,140 @@ def plan_inpaint(
     if settings.decode_tiles is None and available < INPAINT_DECODE_WORKING_BYTES:
         changes["max_decode_pixel_frames"] = int(DEFAULT_DECODE_PIXEL_FRAMES * available / INPAINT_DECODE_WORKING_BYTES)
     return replace(settings, **changes) if changes else settings
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# StereoCrafter2 (Wan2.1-VACE-14B)
+# ----------------------------------------------------------------------------------------------------------------------
+
+#: StereoCrafter2's working memory in bf16, weights excluded: peak live activation bytes of the real-size models
+#: (diffusers 0.42.1), traced on the meta device with flash-style attention (no score matrix). Transformer: 201 KiB
+#: per token (latent frames × tile/16 × tile/16: 2.80 GiB at 608×1024×21 frames, 9.77 GiB at 81); VAE encode 7.4 KiB
+#: per pixel of a tile (4.39 GiB at 608×1024, any length: 4 frames at a time); VAE decode 10.0 KiB per pixel of the
+#: decoded area (19.9 GiB for a whole 1088×1920 frame, 0.63 GiB for a 256×256 VAE tile), its feature caches
+#: included. The GPU run at 1080p (offload + fp8, 21 frames) peaked at 22.5 GiB allocated: the whole-frame decode.
+SC2_TRANSFORMER_BYTES_PER_TOKEN = 201 * 1024
+SC2_ENCODE_BYTES_PER_PIXEL = int(7.4 * 1024)
+SC2_DECODE_BYTES_PER_PIXEL = int(10.0 * 1024)
+#: VAE tile sides the plan tries (px), largest first; the stride is 3/4 of the side (diffusers' 256/192 ratio).
+SC2_VAE_TILES = (1024, 768, 512, 384, 256)
+
+
+def sc2_vae_stride(tile: int) -> int:
+    """The VAE tile stride for a tile side: 3/4 of it, a multiple of 8 (the VAE's spatial stride)."""
+    return max(8, tile * 3 // 4 // 8 * 8)
+
+
+@dataclass(frozen=True)
+class Inpaint2Plan:
+    """How StereoCrafter2 runs within a budget.
+
+    Attributes:
+        offload: the transformer's blocks stream from the CPU (diffusers' group offloading): same output, slower.
+        vae_tile: VAE tile side in px (diffusers' tiled encode/decode, blended over 1/4 of a tile: pixels change),
+            or None for whole frames (the reference).
+        tiles: the transformer's spatial tiles (rows, cols); more than asked changes pixels near tile seams.
+        peak_bytes: the planned GPU peak (resident weights plus the largest stage's working memory).
+        fits: whether ``peak_bytes`` plus headroom fits the budget (the last, smallest plan is returned if none does).
+    """
+
+    offload: bool
+    vae_tile: int | None
+    tiles: tuple[int, int]
+    peak_bytes: int
+    fits: bool = True
+
+    def describe(self, budget: int | None) -> str:
+        """One log line: what was chosen and why."""
+        placement = "transformer blocks streamed from the CPU" if self.offload else "transformer resident"
+        vae = f"VAE tiled {self.vae_tile} px" if self.vae_tile else "VAE on whole frames"
+        room = "no limit" if budget is None else f"{budget / GIB:.1f} GiB"
+        note = "" if self.fits else " (does NOT fit: out-of-memory retries may add tiles)"
+        return (
+            f"StereoCrafter2 memory plan for {room}: {placement}, {vae}, {self.tiles[0]}x{self.tiles[1]} tiles, "
+            f"planned peak {self.peak_bytes / GIB:.1f} GiB{note}"
+        )
+
+
+def sc2_working_bytes(
+    frame_size: tuple[int, int], chunk_frames: int, tiles: tuple[int, int], tile_overlap_px: int,
+    vae_tile: int | None, temporal: int = 4, spatial: int = 8, patch: int = 2,
+) -> dict[str, int]:  # fmt: skip
+    """StereoCrafter2's working bytes per stage for one chunk: ``encode`` (one tile through the VAE encoder),
+    ``transformer`` (one tile's forward), ``decode`` (the chunk's blended latents through the VAE decoder, plus its
+    output [F, 3, H', W'] in bf16 and our fp32 conversions). ``frame_size`` (h, w) px."""
+    from .inpaint2_pipeline import plan_tile_axis
+
+    base = spatial * patch
+    rows = plan_tile_axis(frame_size[0], tiles[0], tile_overlap_px, base)
+    cols = plan_tile_axis(frame_size[1], tiles[1], tile_overlap_px, base)
+    latent_frames = (chunk_frames - 1) // temporal + 1
+    tokens = latent_frames * (rows.size // base) * (cols.size // base)
+    out_bytes = chunk_frames * 3 * rows.padded * cols.padded * 2
+    if vae_tile is None:
+        encode = SC2_ENCODE_BYTES_PER_PIXEL * rows.size * cols.size
+        decode = SC2_DECODE_BYTES_PER_PIXEL * rows.padded * cols.padded
+        held = 2 * out_bytes  # diffusers concatenates the decoded frames one latent frame at a time
+    else:
+        stride = sc2_vae_stride(vae_tile)
+        encode = SC2_ENCODE_BYTES_PER_PIXEL * min(vae_tile, rows.size) * min(vae_tile, cols.size)
+        decode = SC2_DECODE_BYTES_PER_PIXEL * min(vae_tile, rows.padded) * min(vae_tile, cols.padded)
+        held = int(out_bytes * (1 + (vae_tile / stride) ** 2))  # every tile's overlapping output, then the blend
+    # Our conversions after the decode: x / 2 + 0.5 and clamp in bf16, then fp32 (3 bf16-sized copies at most).
+    return {"encode": encode, "transformer": SC2_TRANSFORMER_BYTES_PER_TOKEN * tokens, "decode": decode + held
+            + 3 * out_bytes}  # fmt: skip
+
+
+def plan_inpaint2(
+    budget: int | None,
+    resident_bytes: int,
+    offloaded_bytes: int,
+    frame_size: tuple[int, int],
+    chunk_frames: int,
+    tiles: tuple[int, int],
+    tile_overlap_px: int,
+    offload: bool | None = None,
+    vae_tiling: str = "auto",
+    vae_tile: int = 0,
+    grow_tiles: bool = True,
+    max_tiles: int = 64,
+) -> Inpaint2Plan:
+    """The most faithful, then fastest, StereoCrafter2 plan whose planned peak fits ``budget`` (bytes; None = no
+    limit: the asked settings, whole-frame VAE).
+
+    Args:
+        resident_bytes: GPU bytes with the transformer resident (its weights as stored, the VAE, what else the
+            process holds); offloaded_bytes: the same with the transformer group-offloaded (about two blocks and
+            the modules outside the blocks on the GPU).
+        offload: fixed placement (True/False), or None to choose.
+        vae_tiling: ``auto`` (tiles only when whole frames do not fit), ``off`` or ``on``; ``vae_tile`` px (> 0)
+            fixes the tile side instead of choosing it from :data:`SC2_VAE_TILES`.
+        grow_tiles: whether more transformer tiles than ``tiles`` may be planned (up to ``max_tiles`` in all).
+
+    Order of preference: exact plans first (resident, then offloaded weights: the same output), then the VAE tiled
+    (the largest tile first: fewest seams; for each tile resident before offloaded), then more transformer tiles
+    with the smallest VAE tile.
+    """
+    placements = [offload] if offload is not None else [False, True]
+    sides = [vae_tile] if vae_tile > 0 else list(SC2_VAE_TILES)
+    vae_options: list[int | None] = [None] if vae_tiling == "off" else [] if vae_tiling == "on" else [None]
+    if vae_tiling != "off":
+        vae_options += sides
+    candidates: list[tuple[bool, int | None, tuple[int, int]]] = []
+    for v in vae_options:
+        candidates += [(o, v, tiles) for o in placements]
+    if grow_tiles and budget is not None:
+        r, c = tiles
+        while (r + 1) * (c + 1) <= max_tiles:
+            r, c = r + 1, c + 1
+            candidates += [(o, vae_options[-1], (r, c)) for o in placements]
+    plan = None
+    for o, v, t in candidates:
+        stages = sc2_working_bytes(frame_size, chunk_frames, t, tile_overlap_px, v)
+        peak = (offloaded_bytes if o else resident_bytes) + max(stages.values())
+        fits = budget is None or peak + HEADROOM_BYTES <= budget
+        plan = Inpaint2Plan(o, v, t, peak, fits)
+        if fits:
+            return plan
+    assert plan is not None
+    return plan
