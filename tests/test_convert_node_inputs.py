@@ -6,44 +6,26 @@ and list values that are not in the list are refused with a message naming the i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.comfy_subprocess import run_in_comfyui
 
 _PROBE = r"""
-import importlib, importlib.util, json, os, sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from comfy.cli_args import args
-args.cpu = True
-import folder_paths
-root = Path(sys.argv[2])
-folder_paths.set_input_directory(str(root / "input"))
-folder_paths.set_output_directory(str(root / "output"))
-folder_paths.set_temp_directory(str(root / "temp"))
-spec = importlib.util.spec_from_file_location("sc3d_inputs_pack", sys.argv[3] + "/__init__.py",
-                                              submodule_search_locations=[sys.argv[3]])
-pack = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = pack
-spec.loader.exec_module(pack)
-node = importlib.import_module("sc3d_inputs_pack.nodes.convert_node")
+node = importlib.import_module(pack_name + ".nodes.convert_node")
 Node = node.ConvertVideoTo3D
-report = {"listed": node.input_videos()}
+report["listed"] = node.input_videos()
 info = Node.INPUT_TYPES()
 report["schema"] = {name: info["optional"][name] for name in ("video_file", "depth_video_file")}
-report["validate"] = {value: Node.validate_inputs(video_file=value) for value in sys.argv[4].split("|")}
+report["validate"] = {value: Node.validate_inputs(video_file=value) for value in argv[0].split("|")}
 report["validate_depth"] = Node.validate_inputs(depth_video_file="notes.txt")
 report["validate_link"] = Node.validate_inputs(video_file=None)
 class VideoFromFile:  # a stand-in for a linked Load Video's VIDEO, read in place
     def get_stream_source(self):
         return str(root / "input" / "b.webm")
 report["chosen"] = {}
-for case in json.loads(sys.argv[5]):
+for case in json.loads(argv[1]):
     video = VideoFromFile() if case[0] else None
     try:
         found = node.chosen_video(video, case[1], case[2], "video")
@@ -53,7 +35,6 @@ for case in json.loads(sys.argv[5]):
 stamp = Node.fingerprint_inputs(video_file="a.mp4", depth_video_path="clips/c.mp4", layout="full SBS")
 os.utime(root / "input" / "a.mp4", (1e9, 1e9))
 report["stamps"] = [stamp, Node.fingerprint_inputs(video_file="a.mp4", depth_video_path="clips/c.mp4")]
-print("PROBE " + json.dumps(report))
 """
 
 VALUES = ["a.mp4", "b.webm", "a.mp4 [input]", "(none)", "notes.txt", "clips/c.mp4", "../secret/private.mp4",
@@ -81,16 +62,7 @@ def comfy_root(tmp_path: Path) -> Path:
 
 @pytest.fixture(params=["comfyui", "comfyui-0.33"])
 def report(request: pytest.FixtureRequest, comfy_root: Path) -> dict:
-    comfy_dir = REPO_ROOT / ".cache" / request.param
-    if not (comfy_dir / "main.py").is_file():
-        pytest.skip(f"ComfyUI is not installed in {comfy_dir}")
-    env = {**os.environ, "PYTHONPATH": str(comfy_dir / ".sc3d-site-packages"), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-c", _PROBE, str(comfy_dir), str(comfy_root), str(REPO_ROOT), "|".join(VALUES),
-               json.dumps(CASES)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=comfy_dir)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("PROBE ")]
-    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(lines[-1][len("PROBE ") :])
+    return run_in_comfyui(request.param, comfy_root, _PROBE, "|".join(VALUES), json.dumps(CASES))
 
 
 def test_lists_hold_the_input_folders_videos_with_upload(report: dict) -> None:

@@ -5,14 +5,12 @@ runs the convert node's own path functions inside the installed ComfyUI, with it
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.comfy_subprocess import run_in_comfyui
 from tests.pack_import import import_pack_module
 
 safe_paths = import_pack_module("nodes.safe_paths")
@@ -190,23 +188,7 @@ def test_output_symlink_escapes_are_refused(comfy: dict[str, Path], tmp_path: Pa
 
 
 _PROBE = r"""
-import importlib.util, json, sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from comfy.cli_args import args
-args.cpu = True
-import folder_paths
-root = Path(sys.argv[2])
-folder_paths.set_input_directory(str(root / "input"))
-folder_paths.set_output_directory(str(root / "output"))
-folder_paths.set_temp_directory(str(root / "temp"))
-spec = importlib.util.spec_from_file_location("sc3d_paths_pack", sys.argv[3] + "/__init__.py",
-                                              submodule_search_locations=[sys.argv[3]])
-pack = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = pack
-spec.loader.exec_module(pack)
-convert_node = importlib.import_module("sc3d_paths_pack.nodes.convert_node")
-report = {}
+convert_node = importlib.import_module(pack_name + ".nodes.convert_node")
 for value in ("clips/a.mp4", "input.mp4 [input]", "../../secret/private.png", str(root.parent / "secret/private.png")):
     try:
         report[value] = str(convert_node.video_file(None, value, "video").path)
@@ -217,7 +199,6 @@ for prefix in ("stereo3d/converted", "../evil", "/tmp/evil"):
         report[prefix] = list(map(str, convert_node.output_path(prefix, Path("clip.mp4"), "full SBS")))
     except ValueError as exc:
         report[prefix] = "refused: " + str(exc)
-print("PROBE " + json.dumps(report))
 """
 
 
@@ -225,18 +206,8 @@ print("PROBE " + json.dumps(report))
 def test_convert_node_paths_in_comfyui(comfy: dict[str, Path], tree: str) -> None:
     """The convert node's own path functions with ComfyUI's real folder_paths (set to temporary folders), in each
     installed ComfyUI (0.3.75 in .cache/comfyui, 0.33 in .cache/comfyui-0.33)."""
-    comfy_dir = REPO_ROOT / ".cache" / tree
-    if not (comfy_dir / "main.py").is_file():
-        pytest.skip(f"ComfyUI is not installed in {comfy_dir}")
-    env = {**os.environ, "PYTHONPATH": str(comfy_dir / ".sc3d-site-packages"), "OMP_NUM_THREADS": "1"}
     root = comfy["input"].parent
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(comfy_dir), str(root), str(REPO_ROOT)],
-        capture_output=True, text=True, timeout=300, env=env, cwd=comfy_dir,
-    )  # fmt: skip
-    lines = [line for line in done.stdout.splitlines() if line.startswith("PROBE ")]
-    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
-    report = json.loads(lines[-1][len("PROBE ") :])
+    report = run_in_comfyui(tree, root, _PROBE)
     assert report["clips/a.mp4"] == str(comfy["input"] / "clips" / "a.mp4")
     assert report["input.mp4 [input]"] == str(comfy["input"] / "input.mp4")
     assert report["../../secret/private.png"].startswith("refused: video_path: ")
