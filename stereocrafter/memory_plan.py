@@ -184,6 +184,10 @@ def plan_inpaint(
 SC2_TRANSFORMER_BYTES_PER_TOKEN = 201 * 1024
 SC2_ENCODE_BYTES_PER_PIXEL = int(7.4 * 1024)
 SC2_DECODE_BYTES_PER_PIXEL = int(10.0 * 1024)
+#: Kept free beyond HEADROOM_BYTES for the allocator's fragmentation between the stages (their working memory is
+#: freed and re-made in other block sizes; under a per-process cap torch frees cached blocks before it fails, so
+#: this is smaller than the 10 GiB reserved − allocated gap of the uncapped H200 runs): an estimate.
+SC2_MARGIN_BYTES = GIB
 #: VAE tile sides the plan tries (px), largest first; the stride is 3/4 of the side (diffusers' 256/192 ratio).
 SC2_VAE_TILES = (1024, 768, 512, 384, 256)
 
@@ -203,7 +207,8 @@ class Inpaint2Plan:
             or None for whole frames (the reference).
         tiles: the transformer's spatial tiles (rows, cols); more than asked changes pixels near tile seams.
         peak_bytes: the planned GPU peak (resident weights plus the largest stage's working memory).
-        fits: whether ``peak_bytes`` plus headroom fits the budget (the last, smallest plan is returned if none does).
+        fits: whether ``peak_bytes`` plus headroom and margin fits the budget (the last, smallest plan is returned
+            if none does).
     """
 
     offload: bool
@@ -300,7 +305,7 @@ def plan_inpaint2(
     for o, v, t in candidates:
         stages = sc2_working_bytes(frame_size, chunk_frames, t, tile_overlap_px, v)
         peak = (offloaded_bytes if o else resident_bytes) + max(stages.values())
-        fits = budget is None or peak + HEADROOM_BYTES <= budget
+        fits = budget is None or peak + HEADROOM_BYTES + SC2_MARGIN_BYTES <= budget
         plan = Inpaint2Plan(o, v, t, peak, fits)
         if fits:
             return plan

@@ -77,7 +77,7 @@ def test_plan_offloads_before_it_tiles_the_vae() -> None:
     # When whole frames fit neither: the largest VAE tile (fewest seams) first, resident weights before offloaded.
     plan = plan_inpaint2(22 * GIB, FP8 + VAE, WINDOW + VAE, **(HD | {"chunk_frames": 21}))
     assert (plan.offload, plan.vae_tile, plan.tiles) == (True, 1024, (2, 2))
-    plan = plan_inpaint2(29 * GIB, FP8 + VAE, WINDOW + VAE, **(HD | {"chunk_frames": 21}), offload=False)
+    plan = plan_inpaint2(30 * GIB, FP8 + VAE, WINDOW + VAE, **(HD | {"chunk_frames": 21}), offload=False)
     assert (plan.offload, plan.vae_tile) == (False, 1024)
 
 
@@ -92,10 +92,10 @@ def test_plan_fits_24_and_12_gib_at_1080p(budget_gib: int, resident: int) -> Non
 
 
 def test_plan_adds_tiles_only_when_allowed_and_vae_tiling_off_is_kept() -> None:
-    plan = plan_inpaint2(9 * GIB, FP8 + VAE, WINDOW + VAE, **HD)
+    plan = plan_inpaint2(10 * GIB, FP8 + VAE, WINDOW + VAE, **HD)
     assert plan.fits and plan.tiles[0] > 2 and plan.vae_tile == 256
-    fixed = plan_inpaint2(9 * GIB, FP8 + VAE, WINDOW + VAE, **HD, grow_tiles=False)
-    assert fixed.tiles == (2, 2) and not fixed.fits and "does NOT fit" in fixed.describe(9 * GIB)
+    fixed = plan_inpaint2(10 * GIB, FP8 + VAE, WINDOW + VAE, **HD, grow_tiles=False)
+    assert fixed.tiles == (2, 2) and not fixed.fits and "does NOT fit" in fixed.describe(10 * GIB)
     off = plan_inpaint2(24 * GIB, BF16 + VAE, WINDOW + VAE, **HD, vae_tiling="off")
     assert off.vae_tile is None and off.tiles[0] > 2  # more transformer tiles do not shrink the decode: no fit
     assert plan_inpaint2(140 * GIB, BF16 + VAE, WINDOW + VAE, **HD, vae_tiling="on", vae_tile=320).vae_tile == 320
