@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: The most frames an encoder holds back for B-frame reordering (x265's and NVENC's limit is 16).
+MAX_REORDER_FRAMES = 16
+
 Codec = Literal["h264", "h265"]
 CODECS: dict[Codec, str] = {"h264": "libx264", "h265": "libx265"}
 #: Output containers we can mux H.264/H.265 into, and the audio codecs each takes as a plain copy.
@@ -339,7 +342,7 @@ class SegmentWriter:
     ) -> None:  # fmt: skip
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {tuple(CODECS)}, got {codec!r}.")
-        self.path = path
+        self.path, self.fps = path, fps
         self.ten_bit = ten_bit
         self.container = av.open(str(path), "w", format="mp4")
         # ``encoder`` (:func:`~.encoders.choose_encoder`): NVENC or another pixel format; else x264/x265 4:2:0.
@@ -353,6 +356,7 @@ class SegmentWriter:
             self.stream.codec_tag = "hvc1"  # the tag Apple players require for HEVC in MP4
         self.stream.options = dict(encoder.options) if encoder is not None else options
         self.frames_written = 0
+        self._dts_shift: int | None = None  # see _mux
 
     def write(self, frames: torch.Tensor) -> None:
         """Encode [n, H, W, 3] float 0..1 frames."""
@@ -367,13 +371,30 @@ class SegmentWriter:
                 fmt = "rgb24"
             frame = av.VideoFrame.from_ndarray(image, format=fmt)
             frame.pts = self.frames_written
-            self.container.mux(self.stream.encode(frame))
+            self._mux(self.stream.encode(frame))
             self.frames_written += 1
 
     def close(self) -> None:
         """Flush the encoder and finish the file."""
-        self.container.mux(self.stream.encode(None))
+        self._mux(self.stream.encode(None))
         self.container.close()
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        """Mux encoded packets, with their decode timestamps made sane.
+
+        libx265 (FFmpeg 8) leaves the DTS of a stream shorter than its reordering delay (one or two frames)
+        uninitialised: a random number that the MP4 muxer sometimes refuses ("pts/dts pair unsupported") and that
+        would otherwise end up in :func:`_reorder_delay`. An encoder's real delay is a few frames (x265: at most 16
+        B-frames), so a first packet decoded later than its frame or far earlier is re-based to decode at its pts.
+        """
+        for packet in packets:
+            if packet.pts is not None and packet.dts is not None:
+                if self._dts_shift is None:
+                    frame_ticks = 1 / (Fraction(packet.time_base) * self.fps)
+                    lag = packet.pts - packet.dts
+                    self._dts_shift = lag if lag < 0 or lag > MAX_REORDER_FRAMES * frame_ticks else 0
+                packet.dts += self._dts_shift
+            self.container.mux(packet)
 
 
 def _reorder_delay(segment: Path) -> Fraction:

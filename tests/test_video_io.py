@@ -16,7 +16,7 @@ import torch
 
 from stereocrafter.__main__ import main
 from stereocrafter.convert import convert_video, depth_range
-from stereocrafter.video_io import VideoReadError, probe_video, read_frames
+from stereocrafter.video_io import SegmentWriter, VideoReadError, probe_video, read_frames
 
 #: Irregular frame times in milliseconds (a phone or screen recording that dropped and doubled frames).
 VFR_MS = [0, 33, 50, 100, 117, 200, 233, 240, 300, 400]
@@ -228,3 +228,36 @@ def test_unreadable_depth_names_the_file(tmp_path, caplog, kind):
     assert str(bad) in str(error.value)
     assert _cli(source, tmp_path / "out.mp4", bad) == 1
     assert str(bad) in caplog.text
+
+
+class _RecordingContainer:
+    """An output container that records the (pts, dts) of every packet it muxes."""
+
+    def __init__(self, container: av.container.OutputContainer) -> None:
+        self.container, self.stamps = container, []
+
+    def mux(self, packets: av.Packet | list[av.Packet]) -> None:
+        for packet in [packets] if isinstance(packets, av.Packet) else packets:
+            if packet.dts is not None:
+                self.stamps.append((packet.pts, packet.dts))
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 8])
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_short_segments_get_sane_decode_timestamps(tmp_path, codec, frames):
+    """libx265 leaves the decode timestamps of one- and two-frame streams uninitialised (a random number that the
+    MP4 muxer now and then refuses: "pts/dts pair unsupported"); the segment writer re-bases them."""
+    path = tmp_path / "segment.mp4"
+    writer = SegmentWriter(path, 64, 32, Fraction(24), codec, 20, False)
+    writer.container = recorder = _RecordingContainer(writer.container)
+    writer.write(torch.rand(frames, 32, 64, 3, generator=torch.Generator().manual_seed(frames)))
+    writer.close()
+    assert sorted(pts for pts, _ in recorder.stamps) == list(range(frames))  # in frames (the codec's time base)
+    dts = [d for _, d in recorder.stamps]
+    assert dts == sorted(dts) and all(d <= pts for pts, d in recorder.stamps)
+    assert -16 <= dts[0] <= 0, recorder.stamps  # behind the first frame by at most the reordering delay
+    assert next(read_frames(path, 4)).shape[0] == min(frames, 4)
