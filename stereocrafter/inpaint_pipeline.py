@@ -69,6 +69,9 @@ DEFAULT_DECODE_PIXEL_FRAMES = 2 * 1088 * 1024  # decode_chunk 2 of a 1088x1024 t
 #: Working memory of the frames-major temporal decoder over diffusers' at the same tile (bench/README.md, H200:
 #: 7.44 vs 4.25 GiB above the weights for 2 frames of a 1088x1024 tile, eager fp16).
 FRAMES_MAJOR_DECODE_MEMORY = 7.44 / 4.25
+#: Share of a chunk's time in the VAE decode at the defaults (1080p, 2x2 tiles, 8 steps on an H200: ~10 of ~23 s),
+#: for progress reports only.
+DECODE_PROGRESS_SHARE = 0.4
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,9 @@ class InpaintSettings:
 
 @dataclass(frozen=True)
 class InpaintProgress:
-    """Where a run is: 0-based chunk/tile/step indices of the step just finished, and their totals."""
+    """Where a run is: 0-based chunk/tile/step indices of the step just finished, and their totals. A pipeline that
+    reports its decode too gives ``decode_share`` (the decode's share of a chunk's time) and ``decoded`` (the share
+    of the chunk's decode done, 0..1, after its last step)."""
 
     chunk: int
     chunks: int
@@ -201,13 +206,16 @@ class InpaintProgress:
     tiles: int
     step: int
     steps: int
+    decoded: float = 0.0
+    decode_share: float = 0.0
 
     @property
     def fraction(self) -> float:
-        """Share of all denoising steps done, 0..1 (tiles counted per chunk)."""
-        per_chunk = self.tiles * self.steps
-        done = self.chunk * per_chunk + self.tile * self.steps + self.step + 1
-        return min(done / max(self.chunks * per_chunk, 1), 1.0)
+        """Share of the whole run done, 0..1: each chunk's denoising steps (tiles counted), then its decode, so a
+        progress bar moves at a steady rate."""
+        steps_done = (self.tile * self.steps + self.step + 1) / max(self.tiles * self.steps, 1)
+        within = steps_done * (1 - self.decode_share) + self.decoded * self.decode_share
+        return min((self.chunk + within) / max(self.chunks, 1), 1.0)
 
 
 ProgressFn = Callable[[InpaintProgress], None]
@@ -672,6 +680,14 @@ class StereoInpaintPipeline:
         """:meth:`_run_chunk`, retried with more tiles (denoise) or more decode tiles on CUDA out-of-memory.
 
         The generator state is restored before a retry, so a retried chunk gets the same noise."""
+
+        def on_decoded(share: float) -> None:
+            if interrupt is not None:
+                interrupt()
+            if progress is not None:
+                steps = settings.steps
+                progress(InpaintProgress(chunk.index, num_chunks, 0, 1, steps - 1, steps, share, DECODE_PROGRESS_SHARE))
+
         rng_state = generator.get_state()
         tile_batch = settings.tile_batch
         while True:
@@ -704,7 +720,7 @@ class StereoInpaintPipeline:
             tile_batch, counts = new_batch, new_counts
         while True:
             try:
-                decoded = self._decode(latents, decode_counts, settings)
+                decoded = self._decode(latents, decode_counts, settings, on_decoded)
                 break
             except RuntimeError as exc:
                 if not (_is_oom(exc) and settings.oom_retry):
@@ -798,7 +814,7 @@ class StereoInpaintPipeline:
         progress: ProgressFn | None, chunk: Chunk, chunks: int, tile: int, tiles: int, step: int, steps: int
     ) -> None:
         if progress is not None:
-            progress(InpaintProgress(chunk.index, chunks, tile, tiles, step, steps))
+            progress(InpaintProgress(chunk.index, chunks, tile, tiles, step, steps, 0.0, DECODE_PROGRESS_SHARE))
 
     # -- conditioning
 
@@ -886,11 +902,18 @@ class StereoInpaintPipeline:
 
     # -- decoding
 
-    def _decode(self, latents: torch.Tensor, decode_counts: tuple[int, int], settings: InpaintSettings) -> torch.Tensor:
+    def _decode(
+        self,
+        latents: torch.Tensor,
+        decode_counts: tuple[int, int],
+        settings: InpaintSettings,
+        on_decoded: Callable[[float], None] | None = None,
+    ) -> torch.Tensor:
         """Latents [t, 4, h, w] → frames [t, H, W, 3] float32 0..1 on ``out_device`` (quantised to k/255 if asked).
 
         Temporal decoder ``decode_chunk`` frames at a time; with ``decode_tiles`` > 1 the latents are cut into
-        overlapping spatial tiles whose decoded pixels are blended linearly.
+        overlapping spatial tiles whose decoded pixels are blended linearly. ``on_decoded`` gets the share done
+        (0..1] after every decoder call.
         """
         with self._timed("decode"):
             grid = plan_tiles(
@@ -899,13 +922,24 @@ class StereoInpaintPipeline:
                 decode_counts,
                 settings.tile_overlap_px,
             )
-            pieces = [self._decode_window(latents[..., ys, xs], settings) for ys, xs in grid.windows()]
+            windows = list(grid.windows())
+            calls = len(windows) * -(-latents.shape[0] // settings.decode_chunk)
+            done = iter(range(1, calls + 1))
+
+            def decoded() -> None:
+                if on_decoded is not None:
+                    on_decoded(next(done) / calls)
+
+            pieces = [self._decode_window(latents[..., ys, xs], settings, decoded) for ys, xs in windows]
             frames = blend_tiles(pieces, grid.scaled(LATENT_FACTOR)) if len(pieces) > 1 else pieces[0]
             frames = frames.permute(0, 2, 3, 1)
             return quantize_8bit(frames) if settings.quantize_8bit else frames
 
-    def _decode_window(self, latents: torch.Tensor, settings: InpaintSettings) -> torch.Tensor:
-        """Temporal decode of [t, 4, h, w] in chunks → [t, 3, 8h, 8w] float32 0..1 on ``out_device``."""
+    def _decode_window(
+        self, latents: torch.Tensor, settings: InpaintSettings, decoded: Callable[[], None] | None = None
+    ) -> torch.Tensor:
+        """Temporal decode of [t, 4, h, w] in chunks → [t, 3, 8h, 8w] float32 0..1 on ``out_device``; ``decoded``
+        is called after each chunk."""
         # Filled in place: a list of chunks joined by torch.cat would hold the chunk's frames twice.
         frames = torch.empty(
             (latents.shape[0], 3, latents.shape[-2] * LATENT_FACTOR, latents.shape[-1] * LATENT_FACTOR),
@@ -914,4 +948,6 @@ class StereoInpaintPipeline:
         )
         for start, chunk in iter_vae_decode(self.vae, latents, settings.decode_chunk):
             frames[start : start + chunk.shape[0]] = (chunk.float() / 2 + 0.5).clamp(0, 1)
+            if decoded is not None:
+                decoded()
         return frames

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from stereocrafter.inpaint_pipeline import (
+    DECODE_PROGRESS_SHARE,
     FRAMES_MAJOR_DECODE_MEMORY,
     MAX_SDPA_BATCH,
     Fit,
@@ -237,9 +238,14 @@ def test_feedback_frames_condition_next_chunk(pipe: StereoInpaintPipeline, monke
 def test_progress_and_interrupt(pipe: StereoInpaintPipeline) -> None:
     images, mask = make_inputs(2, 40, 72)
     events: list[InpaintProgress] = []
-    pipe(images, mask, InpaintSettings(steps=3, tiles=(1, 1)), progress=events.append)
-    assert [e.step for e in events] == [0, 1, 2]
-    assert events[-1].fraction == 1.0
+    pipe(images, mask, InpaintSettings(steps=3, tiles=(1, 1), decode_chunk=1), progress=events.append)
+    steps = [e for e in events if e.decoded == 0]
+    assert [e.step for e in steps] == [0, 1, 2]
+    # then the decode, one report per decoder call (2 frames, 1 per call): the bar keeps moving to the end
+    assert [e.decoded for e in events[len(steps) :]] == [0.5, 1.0]
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions) and len(set(fractions)) == len(events) and fractions[-1] == 1.0
+    assert steps[-1].fraction == pytest.approx(1 - DECODE_PROGRESS_SHARE)
 
     class Stop(Exception):
         pass
