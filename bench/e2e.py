@@ -9,7 +9,8 @@ What it does:
 3. runs each configuration of ``--configs`` (see CONFIGS) as ``python bench/e2e.py --child FRACTION -- CLI ARGS``,
    which caps this process's GPU memory with ``torch.cuda.set_per_process_memory_fraction`` (to play a smaller
    card) and calls the CLI's ``main``; the CLI's ``--stats`` JSON gives each pass's seconds and GPU peaks, and
-   ``wait4`` the child's peak RSS;
+   ``wait4`` the child's peak RSS, and ``/proc/PID/status`` sampled every 0.5 s its anonymous and file-backed
+   parts (``WORK/rss_CONFIG.tsv``: the timeline with the child's last log line at each sample);
 4. prints a markdown table: per-pass s/frame, GPU peak allocated / reserved, RSS, whole-process s/frame, the ratio
    to the first configuration, and the max / mean pixel difference of each output from the first one.
 
@@ -55,6 +56,38 @@ class Run:
     passes: list[dict] = field(default_factory=list)
     output: Path | None = None
     error: str = ""
+    rss_at_peak: dict[str, int] = field(default_factory=dict)  # /proc status fields at the highest VmRSS sample
+    rss_peak_line: str = ""  # the child's last log line then
+
+
+RSS_FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
+
+
+def proc_memory(pid: int) -> dict[str, int]:
+    """The resident-memory fields of ``/proc/PID/status`` in bytes ({} once the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status if line.startswith(RSS_FIELDS))
+    except OSError:
+        return {}
+    return {key: int(value.split()[0]) * 1024 for key, value in fields.items()}
+
+
+def last_log_line(log: Path) -> str:
+    """The last complete line of a log that is being written (progress bars' carriage returns split lines)."""
+    with open(log, "rb") as file:
+        file.seek(max(file.seek(0, os.SEEK_END) - 400, 0))
+        lines = file.read().decode(errors="replace").replace("\r", "\n").splitlines()
+    return lines[-2 if len(lines) > 1 else -1].strip()[:160] if lines else ""
+
+
+def write_rss_timeline(path: Path, samples: list[tuple[float, dict[str, int], str]]) -> None:
+    """seconds, the RSS fields in MiB and the log line of each sample, tab-separated."""
+    rows = ["seconds\t" + "\t".join(f"{key} MiB" for key in RSS_FIELDS) + "\tlog"]
+    for seconds, memory, line in samples:
+        values = "\t".join(str(memory.get(key, 0) // 2**20) for key in RSS_FIELDS)
+        rows.append(f"{seconds:.1f}\t{values}\t{line}")
+    path.write_text("\n".join(rows) + "\n")
 
 
 # --- models ----------------------------------------------------------------------------------------------------
@@ -138,13 +171,24 @@ def run_config(name: str, clip: Path, models: Path, work: Path, extra: list[str]
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(fraction), "--"]
     command += [str(clip), "-o", str(output), "--models", str(models), "--stats", str(stats), *extra]
     started = time.perf_counter()
+    samples: list[tuple[float, dict[str, int], str]] = []
     with open(log, "w") as log_file:
         child = subprocess.Popen(command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            memory = proc_memory(child.pid)
+            if memory:
+                samples.append((time.perf_counter() - started, memory, last_log_line(log)))
+            time.sleep(0.5)
     seconds = time.perf_counter() - started
+    write_rss_timeline(work / f"rss_{name}.tsv", samples)
     child.returncode = os.waitstatus_to_exitcode(status)
     frames = int(json.loads((work / "clip.json").read_text())["frames"])
     run = Run(name, frames, seconds, usage.ru_maxrss * 1024)
+    if samples:  # where the resident memory was at its highest sample: anonymous (heap) vs file-backed (mmap)
+        _, run.rss_at_peak, run.rss_peak_line = max(samples, key=lambda sample: sample[1]["VmRSS"])
     if child.returncode != 0 or not stats.exists():
         run.error = f"exit {child.returncode}: " + log.read_text()[-1500:].replace("\n", " | ")
         return run
@@ -171,8 +215,8 @@ def table(runs: list[Run], device: str) -> str:
         "(allocated / reserved)",
         "",
         "| config | depth s/f | depth GPU | stereo s/f | stereo GPU | whole s/f | vs first | RSS GiB "
-        "| max / mean diff |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| anon / file at peak | max / mean diff |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         if run.error:
@@ -193,10 +237,14 @@ def table(runs: list[Run], device: str) -> str:
         if run is not base and run.output is not None and base.output is not None:
             worst, mean = frame_difference(base.output, run.output)
             diff = f"{worst:.4f} / {mean:.5f}"
+        at = run.rss_at_peak
+        split = f"{at.get('RssAnon', 0) / GIB:.2f} / {at.get('RssFile', 0) / GIB:.2f}" if at else "–"
         lines.append(
             f"| {run.name} | {depth[0]} | {depth[1]} | {stereo[0]} | {stereo[1]} | {run.seconds / run.frames:.3f} "
-            f"| {ratio:.2f}x | {run.peak_rss / GIB:.2f} | {diff} |"
+            f"| {ratio:.2f}x | {run.peak_rss / GIB:.2f} | {split} | {diff} |"
         )
+    lines += ["", "RSS peak samples (the child's last log line then):"]
+    lines += [f"- {run.name}: {run.rss_peak_line}" for run in runs if run.rss_peak_line]
     return "\n".join(lines)
 
 

@@ -397,8 +397,10 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
             nonlocal compile_models
             if compile_models is None:
                 compile_models = _compile_wanted(args, device)
-            unet = load_inpaint_unet(inpaint_dir, dtype)
-            components = load_svd_components(svd_dir, dtype)
+            # Straight to the device, tensor by tensor: no host copy of the weights (3.6 GB of peak RSS at fp16).
+            target = device if device.type != "cpu" else None  # the CPU keeps the memory-mapped files
+            unet = load_inpaint_unet(inpaint_dir, dtype, target)
+            components = load_svd_components(svd_dir, dtype, target)
             pipe = StereoInpaintPipeline.from_components(
                 components, unet, single_key_attention=not args.faithful, frames_major_decoder=not args.faithful
             )

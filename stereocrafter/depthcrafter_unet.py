@@ -216,8 +216,11 @@ def set_conv_memory_format(model: torch.nn.Module, memory_format: torch.memory_f
     return count
 
 
-def load_depthcrafter_unet(folder: str | Path, dtype: torch.dtype = torch.float16) -> DepthCrafterUNet:
-    """Load DepthCrafter's UNet from the ``tencent/DepthCrafter`` layout on the CPU in ``dtype``.
+def load_depthcrafter_unet(
+    folder: str | Path, dtype: torch.dtype = torch.float16, device: torch.device | str | None = None
+) -> DepthCrafterUNet:
+    """Load DepthCrafter's UNet from the ``tencent/DepthCrafter`` layout in ``dtype``, on the CPU unless ``device``
+    (see :func:`~.model_files.load_safetensors`).
 
     Raises:
         ModelFilesError: missing/corrupt files, an SVD root or StereoCrafter's in_channels-9 UNet given instead.
@@ -230,5 +233,5 @@ def load_depthcrafter_unet(folder: str | Path, dtype: torch.dtype = torch.float1
     init_config = {k: v for k, v in config.items() if not k.startswith("_")}
     weights = find_weights(root, DIFFUSERS_WEIGHTS, DEPTHCRAFTER_REPO)
     logger.info("Loading DepthCrafter UNet from %s", weights)
-    state = load_safetensors(weights, DEPTHCRAFTER_REPO)
+    state = load_safetensors(weights, DEPTHCRAFTER_REPO, device)
     return build_module(lambda: DepthCrafterUNet.from_config(init_config), state, dtype, weights)

@@ -43,13 +43,17 @@ def check_inpaint_unet(unet: torch.nn.Module) -> None:
         )
 
 
-def load_inpaint_unet(root: str | Path, dtype: torch.dtype = torch.float16) -> UNetSpatioTemporalConditionModel:
-    """Load the StereoCrafter UNet on the CPU in ``dtype`` (eval mode, gradients off).
+def load_inpaint_unet(
+    root: str | Path, dtype: torch.dtype = torch.float16, device: torch.device | str | None = None
+) -> UNetSpatioTemporalConditionModel:
+    """Load the StereoCrafter UNet in ``dtype`` (eval mode, gradients off; on the CPU unless ``device``).
 
     Args:
         root: the ``TencentARC/StereoCrafter`` folder (``unet_diffusers/`` inside, or the files at its root), or its
             Hugging Face cache entry.
         dtype: weights dtype (the checkpoint is fp16).
+        device: where the weights go (None: the CPU, memory-mapped; a GPU: read tensor by tensor, see
+            :func:`~.model_files.load_safetensors`).
 
     Raises:
         ModelFilesError: missing/corrupt files, pickle-only weights, or a UNet that is not 9-channel (e.g. the
@@ -59,7 +63,7 @@ def load_inpaint_unet(root: str | Path, dtype: torch.dtype = torch.float16) -> U
     config = read_json(folder / "config.json", "StereoCrafter UNet config", STEREOCRAFTER_REPO)
     weights = find_weights(folder, DIFFUSERS_WEIGHTS, STEREOCRAFTER_REPO)
     logger.info("Loading StereoCrafter inpainting UNet from %s", weights)
-    state = load_safetensors(weights, STEREOCRAFTER_REPO)
+    state = load_safetensors(weights, STEREOCRAFTER_REPO, device)
     unet = build_module(lambda: UNetSpatioTemporalConditionModel.from_config(config), state, dtype, weights)
     check_inpaint_unet(unet)
     return unet

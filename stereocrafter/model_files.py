@@ -100,8 +100,14 @@ def find_weights(folder: Path, stem: str, repo: str) -> Path:
     )
 
 
-def load_safetensors(path: Path, repo: str) -> dict[str, torch.Tensor]:
-    """Read a safetensors file on the CPU; a corrupt or truncated file (or a Git LFS pointer) names the fix."""
+def load_safetensors(path: Path, repo: str, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; a corrupt or truncated file (or a Git LFS pointer) names the fix.
+
+    ``device`` None: CPU tensors backed by a memory map of the file (pages are read when first used). With a device
+    (a GPU for weights that live there), the tensors are read one at a time with plain file reads and copied there:
+    the host holds one tensor at a time. Moving a memory-mapped state dict to the GPU instead keeps every page of
+    the file resident until the last tensor is released (a 3 GB UNet added 3 GB to the process's peak RSS).
+    """
     try:
         head = path.open("rb").read(64)
     except OSError as exc:
@@ -112,11 +118,43 @@ def load_safetensors(path: Path, repo: str) -> dict[str, torch.Tensor]:
             f"file from {repo}."
         )
     try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError) as exc:
+        if device is None:
+            return load_file(str(path), device="cpu")
+        check_safetensors_header(path, repo)  # the library validates offsets and sizes; we only read
+        return _read_tensors(path, torch.device(device))
+    except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFilesError(
             f"{path} is corrupt or incomplete ({exc}). Delete it and download it again from {repo}."
         ) from exc
+
+
+#: safetensors dtype names → torch dtypes.
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}  # fmt: skip
+
+
+def _read_tensors(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every tensor of a (validated) safetensors file, read one by one into host memory and copied to ``device``."""
+    tensors = {}
+    with path.open("rb", buffering=0) as file:
+        header_size = int.from_bytes(file.read(8), "little")
+        header = json.loads(file.read(header_size))
+        header.pop("__metadata__", None)
+        base = 8 + header_size
+        for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):  # file order
+            dtype = SAFETENSORS_DTYPES.get(entry["dtype"])
+            if dtype is None:
+                raise ValueError(f"tensor {name} has dtype {entry['dtype']}, which this pack does not read")
+            begin, end = entry["data_offsets"]
+            host = torch.empty(end - begin, dtype=torch.uint8)
+            file.seek(base + begin)
+            if file.readinto(memoryview(host.numpy())) != end - begin:
+                raise ValueError(f"the file ends inside tensor {name}")
+            tensors[name] = host.view(dtype).reshape(entry["shape"]).to(device)
+    return tensors
 
 
 def check_safetensors_header(path: Path, repo: str) -> None:
@@ -144,20 +182,23 @@ def build_module(factory: Callable[[], M], state_dict: dict[str, torch.Tensor], 
             f"The weights in {source} do not match the config.json next to them ({str(exc)[:500]}). "
             "The files come from different models or versions: download both again from the same repository."
         ) from exc
-    _materialize_buffers(module)
+    _materialize_buffers(module, next(iter(state_dict.values())).device if state_dict else torch.device("cpu"))
     # torch's own .to(): diffusers' override warns about fp32-kept modules even when there are none.
     return torch.nn.Module.to(module, dtype=dtype).eval().requires_grad_(False)
 
 
-def _materialize_buffers(module: torch.nn.Module) -> None:
-    """Non-persistent buffers are not in checkpoints and stay on the meta device: rebuild the known ones."""
+def _materialize_buffers(module: torch.nn.Module, device: torch.device) -> None:
+    """Non-persistent buffers are not in checkpoints and stay on the meta device: rebuild the known ones (on the
+    weights' ``device``)."""
     for name, buffer in list(module.named_buffers()):
         if not buffer.is_meta:
             continue
         owner_name, _, attr = name.rpartition(".")
         owner = module.get_submodule(owner_name) if owner_name else module
         if attr == "position_ids":  # CLIP embeddings: arange over positions, shape [1, n]
-            owner.register_buffer(attr, torch.arange(buffer.shape[-1]).expand(buffer.shape), persistent=False)
+            owner.register_buffer(
+                attr, torch.arange(buffer.shape[-1], device=device).expand(buffer.shape), persistent=False
+            )
         else:
             raise ModelFilesError(f"Cannot initialise buffer {name} of {type(module).__name__}; update the pack.")
 

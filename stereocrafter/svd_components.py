@@ -79,7 +79,9 @@ class SVDComponents:
         return self
 
 
-def load_vae(folder: Path, dtype: torch.dtype) -> AutoencoderKLTemporalDecoder:
+def load_vae(
+    folder: Path, dtype: torch.dtype, device: torch.device | str | None = None
+) -> AutoencoderKLTemporalDecoder:
     """``vae/``: config.json + diffusion_pytorch_model(.fp16).safetensors → ``AutoencoderKLTemporalDecoder``."""
     config = read_json(folder / "config.json", "SVD VAE config", SVD_REPO)
     class_name = config.get("_class_name", "AutoencoderKLTemporalDecoder")
@@ -89,11 +91,13 @@ def load_vae(folder: Path, dtype: torch.dtype) -> AutoencoderKLTemporalDecoder:
         )
     weights = find_weights(folder, DIFFUSERS_WEIGHTS, SVD_REPO)
     logger.info("Loading SVD VAE from %s", weights)
-    state = load_safetensors(weights, SVD_REPO)
+    state = load_safetensors(weights, SVD_REPO, device)
     return build_module(lambda: AutoencoderKLTemporalDecoder.from_config(config), state, dtype, weights)
 
 
-def load_image_encoder(folder: Path, dtype: torch.dtype) -> CLIPVisionModelWithProjection:
+def load_image_encoder(
+    folder: Path, dtype: torch.dtype, device: torch.device | str | None = None
+) -> CLIPVisionModelWithProjection:
     """``image_encoder/``: config.json + model(.fp16).safetensors → ``CLIPVisionModelWithProjection``."""
     config_dict = read_json(folder / "config.json", "SVD CLIP image encoder config", SVD_REPO)
     if config_dict.get("model_type", "clip_vision_model") != "clip_vision_model":
@@ -106,7 +110,7 @@ def load_image_encoder(folder: Path, dtype: torch.dtype) -> CLIPVisionModelWithP
     config._attn_implementation = "sdpa"
     weights = find_weights(folder, TRANSFORMERS_WEIGHTS, SVD_REPO)
     logger.info("Loading SVD CLIP image encoder from %s", weights)
-    state = load_safetensors(weights, SVD_REPO)
+    state = load_safetensors(weights, SVD_REPO, device)
     return build_module(lambda: CLIPVisionModelWithProjection(config), state, dtype, weights)
 
 
@@ -136,12 +140,16 @@ def load_scheduler_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def load_svd_components(svd_dir: str | Path, dtype: torch.dtype = torch.float16) -> SVDComponents:
-    """Load the SVD-xt-1-1 components on the CPU in ``dtype``.
+def load_svd_components(
+    svd_dir: str | Path, dtype: torch.dtype = torch.float16, device: torch.device | str | None = None
+) -> SVDComponents:
+    """Load the SVD-xt-1-1 components in ``dtype`` (on the CPU unless ``device``).
 
     Args:
         svd_dir: the ``stable-video-diffusion-img2vid-xt-1-1`` folder (or its Hugging Face cache entry).
         dtype: weights dtype (fp16/bf16/fp32).
+        device: where the weights go (None: the CPU, memory-mapped; a GPU: read tensor by tensor, see
+            :func:`~.model_files.load_safetensors`).
 
     Raises:
         ModelFilesError: missing/corrupt files or a wrong folder, with the fix in the message.
@@ -149,8 +157,8 @@ def load_svd_components(svd_dir: str | Path, dtype: torch.dtype = torch.float16)
     folder = find_svd_folder(svd_dir)
     mean, std, side = load_clip_normalization(folder / "feature_extractor")
     scheduler_config = load_scheduler_config(folder / "scheduler")
-    vae = load_vae(folder / "vae", dtype)
-    image_encoder = load_image_encoder(folder / "image_encoder", dtype)
+    vae = load_vae(folder / "vae", dtype, device)
+    image_encoder = load_image_encoder(folder / "image_encoder", dtype, device)
     return SVDComponents(
         vae=vae,
         image_encoder=image_encoder,

@@ -217,6 +217,7 @@ def test_cli_compile_reaches_both_models_on_cuda(models, monkeypatch, one_torch_
     """--compile --device cuda: VideoDepthPipeline(compile=True) and StereoInpaintPipeline.compile() (the modules stay
     on the CPU here and no compiled graph runs: compiling takes minutes)."""
     import stereocrafter.depth_pipeline as depth_pipeline
+    import stereocrafter.model_files as model_files
     from stereocrafter.compiled_svd import is_compiled
 
     class CpuDepthPipeline(VideoDepthPipeline):
@@ -226,6 +227,8 @@ def test_cli_compile_reaches_both_models_on_cuda(models, monkeypatch, one_torch_
 
     monkeypatch.setattr(depth_pipeline, "VideoDepthPipeline", CpuDepthPipeline)
     monkeypatch.setattr(StereoInpaintPipeline, "to", lambda self, device: self)
+    read_tensors = model_files._read_tensors  # the inpainting weights are read for CUDA: here to the CPU
+    monkeypatch.setattr(model_files, "_read_tensors", lambda path, device: read_tensors(path, torch.device("cpu")))
     depth_stage, inpaint_stage = _cli_stages(models, "--compile", "--device", "cuda", "--precision", "fp32")
     (depth, _), (inpaint, _) = depth_stage.load(), inpaint_stage.load()
     assert depth.compiled and is_compiled(depth.unet) and is_compiled(depth.components.vae.decoder)

@@ -194,3 +194,46 @@ def test_fp16_variant_preferred(folders: dict[str, Path], tmp_path: Path) -> Non
     full_only = make_svd_folder(tmp_path / "full", fp16_variant=False)
     chosen = find_weights(full_only / "vae", "diffusion_pytorch_model", "r")
     assert chosen.name == "diffusion_pytorch_model.safetensors"
+
+
+# -- reading weights tensor by tensor (the GPU path)
+
+
+def test_read_to_a_device_equals_the_memory_mapped_load(tmp_path: Path) -> None:
+    """Every dtype, shape (scalars, empty tensors) and the metadata block read back as safetensors itself reads them."""
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(0)
+    tensors = {
+        "half": torch.randn(3, 5, generator=gen).half(),
+        "bf16": torch.randn(7, generator=gen).bfloat16(),
+        "f32": torch.randn(2, 2, 2, generator=gen),
+        "i64": torch.arange(6).reshape(2, 3),
+        "flag": torch.tensor([True, False, True]),
+        "scalar": torch.tensor(1.5),
+        "empty": torch.zeros(0, 4),
+        "fp8": torch.randn(4, generator=gen).to(torch.float8_e4m3fn),
+    }
+    path = tmp_path / "w.safetensors"
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    mapped = load_safetensors(path, "r")
+    streamed = load_safetensors(path, "r", device="cpu")
+    assert streamed.keys() == mapped.keys() == tensors.keys()
+    for name, tensor in tensors.items():
+        assert streamed[name].dtype == tensor.dtype and streamed[name].shape == tensor.shape, name
+        assert torch.equal(streamed[name].reshape(-1).view(torch.uint8), mapped[name].reshape(-1).view(torch.uint8))
+
+
+def test_read_to_a_device_names_a_truncated_file(folders: dict[str, Path], tmp_path: Path) -> None:
+    folder = copy_folder(folders["depthcrafter"], tmp_path / "dc")
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    with pytest.raises(ModelFilesError, match=r"diffusion_pytorch_model\.safetensors is corrupt"):
+        load_safetensors(weights, "tencent/DepthCrafter", device="cpu")
+
+
+def test_unet_loaded_to_a_device_matches_the_mapped_load(folders: dict[str, Path]) -> None:
+    mapped = load_depthcrafter_unet(folders["depthcrafter"], torch.float32)
+    streamed = load_depthcrafter_unet(folders["depthcrafter"], torch.float32, device="cpu")
+    a, b = mapped.state_dict(), streamed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
