@@ -137,23 +137,32 @@ SAFETENSORS_DTYPES = {
 
 
 def _read_tensors(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
-    """Every tensor of a (validated) safetensors file, read one by one into host memory and copied to ``device``."""
+    """Every tensor of a (validated) safetensors file, read one by one into host memory and copied to ``device``.
+
+    One host buffer serves every tensor (a copy from pageable memory returns once the buffer is read): a buffer
+    per tensor would be freed into the C heap, which keeps the pages (the whole file's worth) until a trim.
+    """
     tensors = {}
     with path.open("rb", buffering=0) as file:
         header_size = int.from_bytes(file.read(8), "little")
         header = json.loads(file.read(header_size))
         header.pop("__metadata__", None)
         base = 8 + header_size
-        for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):  # file order
+        entries = sorted(header.items(), key=lambda item: item[1]["data_offsets"][0])  # file order
+        largest = max((entry["data_offsets"][1] - entry["data_offsets"][0] for _, entry in entries), default=0)
+        buffer = torch.empty(largest, dtype=torch.uint8)
+        for name, entry in entries:
             dtype = SAFETENSORS_DTYPES.get(entry["dtype"])
             if dtype is None:
                 raise ValueError(f"tensor {name} has dtype {entry['dtype']}, which this pack does not read")
             begin, end = entry["data_offsets"]
-            host = torch.empty(end - begin, dtype=torch.uint8)
+            host = buffer[: end - begin]
             file.seek(base + begin)
             if file.readinto(memoryview(host.numpy())) != end - begin:
                 raise ValueError(f"the file ends inside tensor {name}")
-            tensors[name] = host.view(dtype).reshape(entry["shape"]).to(device)
+            tensor = host.view(dtype).reshape(entry["shape"])
+            # .to() of a CPU tensor to the CPU would return the buffer itself
+            tensors[name] = tensor.clone() if device.type == "cpu" else tensor.to(device)
     return tensors
 
 
