@@ -42,7 +42,7 @@ from .single_key_attention import use_single_key_cross_attention
 from .svd_components import CLIP_MEAN, CLIP_STD, SVDComponents, load_svd_components
 from .svd_preprocess import clip_image_embeds, iter_vae_decode, module_device_dtype, module_dtype, vae_encode_chunks
 from .temporal_chunks import Chunk, SeamMode, plan_chunks
-from .tiling import TileMode, auto_tile_counts, blend_tiles, more_tiles, plan_tiles
+from .tiling import TileMode, auto_tile_counts, blend_tile_stream, blend_tiles, more_tiles, plan_tiles
 
 if TYPE_CHECKING:
     from .inpaint_model import InpaintOptions
@@ -314,8 +314,9 @@ def composite(warped: torch.Tensor, generated: torch.Tensor, alpha: torch.Tensor
 
 
 def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
-    """round(x · 255) / 255 in float32, as the reference's PIL uint8 round trip (x already clamped to 0..1)."""
-    return (x * 255).round() / 255
+    """round(x · 255) / 255 in float32, in place (returns ``x``), as the reference's PIL uint8 round trip (x already
+    clamped to 0..1). In place: at 1080p a chunk's frames are ~0.6 GB, and each temporary would be another."""
+    return x.mul_(255).round_().div_(255)
 
 
 @dataclass(frozen=True)
@@ -930,9 +931,9 @@ class StereoInpaintPipeline:
                 if on_decoded is not None:
                     on_decoded(next(done) / calls)
 
-            pieces = [self._decode_window(latents[..., ys, xs], settings, decoded) for ys, xs in windows]
-            frames = blend_tiles(pieces, grid.scaled(LATENT_FACTOR)) if len(pieces) > 1 else pieces[0]
-            frames = frames.permute(0, 2, 3, 1)
+            # Tiles decoded as the blend takes them: one row of decoded tiles in host memory at a time.
+            pieces = (self._decode_window(latents[..., ys, xs], settings, decoded) for ys, xs in windows)
+            frames = blend_tile_stream(pieces, grid.scaled(LATENT_FACTOR)).permute(0, 2, 3, 1)
             return quantize_8bit(frames) if settings.quantize_8bit else frames
 
     def _decode_window(

@@ -17,7 +17,7 @@ All geometry here is in *units* (latent cells for the denoiser); :meth:`TileGrid
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -265,8 +265,7 @@ def blend_tiles(tiles: Sequence[torch.Tensor], grid: TileGrid, mode: TileMode = 
     if len(tiles) != len(grid):
         raise ValueError(f"Expected {len(grid)} tiles for a {grid.counts} grid, got {len(tiles)}.")
     for tile, (ys, xs) in zip(tiles, grid.windows(), strict=True):
-        if tuple(tile.shape[-2:]) != (ys.stop - ys.start, xs.stop - xs.start):
-            raise ValueError(f"Tile of shape {tuple(tile.shape)} does not match its window {ys}, {xs}.")
+        _check_tile(tile, ys, xs)
     if len(grid) == 1:
         return tiles[0]
     if mode == "reference":
@@ -274,6 +273,32 @@ def blend_tiles(tiles: Sequence[torch.Tensor], grid: TileGrid, mode: TileMode = 
     if mode != "linear":
         raise ValueError(f"Unknown blend mode {mode!r}; use 'linear' or 'reference'.")
     return _blend_linear(tiles, grid)
+
+
+def blend_tile_stream(tiles: Iterable[torch.Tensor], grid: TileGrid) -> torch.Tensor:
+    """:func:`blend_tiles` (``linear``) of tiles that arrive one at a time in raster order, e.g. from a generator
+    that decodes them: each row is blended into its strip as soon as its tiles are in, so only one row of tiles is
+    held beside the strips (at 2x2 tiles of 1080p frames, a third less memory). Same numbers as :func:`blend_tiles`.
+    """
+    rows, cols = grid.counts
+    windows, tiles = list(grid.windows()), iter(tiles)
+    strips = []
+    for r in range(rows):
+        row = []
+        for ys, xs in windows[r * cols : (r + 1) * cols]:
+            tile = next(tiles, None)
+            if tile is None:
+                raise ValueError(f"Expected {len(grid)} tiles for a {grid.counts} grid, got fewer.")
+            row.append(_check_tile(tile, ys, xs))
+        strips.append(_blend_axis(row, grid.xs, grid.width, dim=-1) if cols > 1 else row[0])
+        del row, tile  # this row's tiles, before the next row is made
+    return _blend_axis(strips, grid.ys, grid.height, dim=-2) if rows > 1 else strips[0]
+
+
+def _check_tile(tile: torch.Tensor, ys: slice, xs: slice) -> torch.Tensor:
+    if tuple(tile.shape[-2:]) != (ys.stop - ys.start, xs.stop - xs.start):
+        raise ValueError(f"Tile of shape {tuple(tile.shape)} does not match its window {ys}, {xs}.")
+    return tile
 
 
 def cut_tiles(x: torch.Tensor, grid: TileGrid) -> list[torch.Tensor]:

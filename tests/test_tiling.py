@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
 
 from stereocrafter.tiling import (
     TileGrid,
     auto_tile_counts,
+    blend_tile_stream,
     blend_tiles,
     cut_tiles,
     more_tiles,
@@ -142,3 +145,34 @@ def test_blend_validates_tiles() -> None:
         blend_tiles([torch.zeros(8, 10)], grid)
     with pytest.raises(ValueError, match="does not match"):
         blend_tiles([torch.zeros(8, 10), torch.zeros(8, 9)], grid)
+
+
+@pytest.mark.parametrize("counts", COUNTS)
+def test_streamed_blend_equals_blend_and_holds_one_row(counts: tuple[int, int]) -> None:
+    torch.manual_seed(1)
+    grid = plan_tiles(40 * 8, 72 * 8, counts=counts).scaled(2)
+    tiles = [torch.rand(2, 3, ys.stop - ys.start, xs.stop - xs.start) for ys, xs in grid.windows()]
+    made: list[int] = []
+    alive: list[weakref.ref] = []
+    cols = grid.counts[1]
+
+    def produce():  # each tile made only when the blend asks for it, as the decoder makes them
+        for k, tile in enumerate(tiles):
+            if cols > 1 and k % cols == 0:  # a new row: the tiles before it are blended into a strip and freed
+                assert all(ref() is None for ref in alive)
+            made.append(k)
+            copy = tile.clone()
+            alive.append(weakref.ref(copy))
+            yield copy
+            del copy  # held by the blend only
+
+    assert torch.equal(blend_tile_stream(produce(), grid), blend_tiles(tiles, grid))
+    assert made == list(range(len(grid)))
+
+
+def test_streamed_blend_validates_tiles() -> None:
+    grid = TileGrid(height=8, width=16, ys=((0, 8),), xs=((0, 10), (6, 10)))
+    with pytest.raises(ValueError, match="got fewer"):
+        blend_tile_stream(iter([torch.zeros(8, 10)]), grid)
+    with pytest.raises(ValueError, match="does not match"):
+        blend_tile_stream(iter([torch.zeros(8, 10), torch.zeros(8, 9)]), grid)
