@@ -20,7 +20,8 @@ from stereocrafter.inpaint2_pipeline import (
 )
 from stereocrafter.memory_plan import GIB, plan_inpaint2, sc2_working_bytes
 from tests.tiny_models import single_thread
-from tests.tiny_wan_models import make_stereocrafter2_folder, make_wan_base_folder
+from tests.tiny_wan_models import make_sc2_folders
+from tests.tiny_wan_models import sc2_clip as clip
 
 SMALL = Inpaint2Settings(steps=2, chunk_frames=9, chunk_overlap=2, tiles=(2, 2), tile_overlap_px=16)
 #: Real sizes: Wan2.1-VACE-14B's 17.3B parameters in bf16 (32.2 GiB) and fp8 (~16.3 GiB), about two blocks plus
@@ -36,8 +37,7 @@ TILED_BOUNDS = (0.5, 0.02)
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("sc2m")
-    return make_wan_base_folder(root / "Wan2.1-VACE-14B-diffusers"), make_stereocrafter2_folder(root / "StereoCrafter2")
+    return make_sc2_folders(tmp_path_factory.mktemp("sc2m"))
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +51,6 @@ def whole_frames(pipe) -> torch.Tensor:  # noqa: ANN001
     warped, mask = clip()
     with single_thread():
         return pipe(warped, mask, replace(SMALL, vae_tiling="off"), seed=0)
-
-
-def clip(frames: int = 11, height: int = 40, width: int = 56) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(3)
-    warped = torch.rand(frames, height, width, 3, generator=g)
-    mask = torch.zeros(frames, height, width)
-    mask[:, 8:20, 30:44] = 1.0
-    return warped, mask
 
 
 # -- the plan on the real models' byte counts

@@ -23,29 +23,21 @@ from stereocrafter.inpaint2_pipeline import (
     prompt_cache_file,
 )
 from tests.tiny_models import make_stereocrafter_folder, single_thread
-from tests.tiny_wan_models import make_stereocrafter2_folder, make_wan_base_folder
+from tests.tiny_wan_models import make_sc2_folders, make_wan_base_folder
+from tests.tiny_wan_models import sc2_clip as clip
 
 SMALL = Inpaint2Settings(steps=2, chunk_frames=9, chunk_overlap=2, tiles=(2, 2), tile_overlap_px=16)
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("sc2")
-    return make_wan_base_folder(root / "Wan2.1-VACE-14B-diffusers"), make_stereocrafter2_folder(root / "StereoCrafter2")
+    return make_sc2_folders(tmp_path_factory.mktemp("sc2"))
 
 
 @pytest.fixture(scope="module")
 def pipe(folders: tuple[Path, Path]):  # noqa: ANN201
     base, sc2 = folders
     return load_stereocrafter2(sc2, base, dtype=torch.bfloat16)
-
-
-def clip(frames: int = 11, height: int = 40, width: int = 56) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(3)
-    warped = torch.rand(frames, height, width, 3, generator=g)
-    mask = torch.zeros(frames, height, width)
-    mask[:, 8:20, 30:44] = 1.0  # one hole, far from most pixels
-    return warped, mask
 
 
 # -- planning

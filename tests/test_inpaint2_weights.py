@@ -17,7 +17,8 @@ from stereocrafter.inpaint2_pipeline import (
     parameter_bytes,
 )
 from tests.tiny_models import single_thread
-from tests.tiny_wan_models import make_stereocrafter2_folder, make_wan_base_folder
+from tests.tiny_wan_models import make_sc2_folders
+from tests.tiny_wan_models import sc2_clip as clip
 
 SMALL = Inpaint2Settings(steps=2, chunk_frames=9, chunk_overlap=2, tiles=(2, 2), tile_overlap_px=16)
 #: Measured against bf16 on these tiny random models (0..1 pixels, 11 frames 56x40, composite on so only the holes
@@ -28,8 +29,7 @@ BOUNDS = {"fp8": (0.04, 0.0015), "int8": (0.04, 0.0015)}
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("sc2w")
-    return make_wan_base_folder(root / "Wan2.1-VACE-14B-diffusers"), make_stereocrafter2_folder(root / "StereoCrafter2")
+    return make_sc2_folders(tmp_path_factory.mktemp("sc2w"))
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +43,6 @@ def reference_frames(pipe) -> torch.Tensor:  # noqa: ANN001
     warped, mask = clip()
     with single_thread():
         return pipe(warped, mask, SMALL, seed=0)
-
-
-def clip(frames: int = 11, height: int = 40, width: int = 56) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(3)
-    warped = torch.rand(frames, height, width, 3, generator=g)
-    mask = torch.zeros(frames, height, width)
-    mask[:, 8:20, 30:44] = 1.0
-    return warped, mask
 
 
 def linear_weight_bytes(transformer: torch.nn.Module) -> int:

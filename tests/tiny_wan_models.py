@@ -106,3 +106,18 @@ def make_stereocrafter2_folder(root: Path, seed: int = 0) -> Path:
     """``TencentARC/StereoCrafter2`` layout: the transformer's config.json and weights at ``root``."""
     tiny_transformer(seed).save_pretrained(root)
     return root
+
+
+def make_sc2_folders(root: Path) -> tuple[Path, Path]:
+    """(Wan base folder, StereoCrafter2 folder) of tiny random models under ``root``."""
+    return make_wan_base_folder(root / "Wan2.1-VACE-14B-diffusers"), make_stereocrafter2_folder(root / "StereoCrafter2")
+
+
+def sc2_clip(frames: int = 11, height: int = 40, width: int = 56) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random warped frames [frames, height, width, 3] and a mask [frames, height, width] with one hole, far from
+    most pixels (a fixed seed: every test module sees the same clip)."""
+    g = torch.Generator().manual_seed(3)
+    warped = torch.rand(frames, height, width, 3, generator=g)
+    mask = torch.zeros(frames, height, width)
+    mask[:, 8:20, 30:44] = 1.0
+    return warped, mask
