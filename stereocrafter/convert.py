@@ -63,6 +63,8 @@ from .video_io import (
     TrimWindow,
     VideoInfo,
     VideoReadError,
+    frames_from_8bit,
+    frames_to_8bit,
     mux_segments,
     output_format,
     probe_video,
@@ -888,6 +890,9 @@ class _StereoPass:
         if self.progress["chunks"] and self.done >= self.info.frame_count:
             return self.done  # killed between the last segment and the mux: nothing left to compute
         stream = self._inpaint_stream(inpaint, report, interrupt, stats) if inpaint is not None else None
+        # The left views wait for their inpainted right views (about a chunk and a push): as uint8 where the source
+        # is 8-bit (exact), a quarter of the RAM (~0.6 GB fewer at 1080p).
+        eight_bit = self.info.bit_depth <= 8
         pending_left: list[torch.Tensor] = []
         frames_iter = read_frames(self.info.path, self.settings.chunk_frames, start=self.done, window=self.info.window)
         position = self.done
@@ -904,15 +909,18 @@ class _StereoPass:
                     right = fill_holes(right.to(self.device), occlusion.to(self.device)).cpu()
                 self._emit(left, right, None, report, on_chunk_done)
             else:
-                pending_left.append(left)
+                pending_left.append(frames_to_8bit(left) if eight_bit else left)
                 right = stream.push(right, occlusion)
                 if right.shape[0]:
-                    self._emit(_take(pending_left, right.shape[0]), right, stream.state_dict(), report, on_chunk_done)
+                    waited = _take(pending_left, right.shape[0])
+                    waited = frames_from_8bit(waited) if eight_bit else waited
+                    self._emit(waited, right, stream.state_dict(), report, on_chunk_done)
             del left, depth, right, occlusion  # free this chunk before the next one is decoded
         if stream is not None:
             right = stream.finish()
             if right.shape[0]:
-                self._emit(_take(pending_left, right.shape[0]), right, None, report, on_chunk_done)
+                waited = _take(pending_left, right.shape[0])
+                self._emit(frames_from_8bit(waited) if eight_bit else waited, right, None, report, on_chunk_done)
         return self.done
 
     def _emit(

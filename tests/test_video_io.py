@@ -261,3 +261,20 @@ def test_short_segments_get_sane_decode_timestamps(tmp_path, codec, frames):
     assert dts == sorted(dts) and all(d <= pts for pts, d in recorder.stamps)
     assert -16 <= dts[0] <= 0, recorder.stamps  # behind the first frame by at most the reordering delay
     assert next(read_frames(path, 4)).shape[0] == min(frames, 4)
+
+
+def test_frames_held_as_8bit_come_back_bit_identical():
+    """Every 8-bit level, converted as read_frames converts a decoded frame, survives the uint8 round trip the
+    converter uses for the left views waiting for their inpainting."""
+    from stereocrafter.video_io import _to_float, frames_from_8bit, frames_to_8bit
+
+    pixels = np.arange(256 * 4 * 3, dtype=np.int64).reshape(16, 64, 3) % 256
+    pixels = pixels.astype(np.uint8)
+    read = np.empty((16, 64, 3), dtype=np.float32)
+    _to_float(av.VideoFrame.from_ndarray(pixels, format="rgb24"), False, read)
+    frames = torch.from_numpy(read)[None].repeat(3, 1, 1, 1)
+    packed = frames_to_8bit(frames)
+    assert packed.dtype == torch.uint8 and torch.equal(packed[0], torch.from_numpy(pixels))
+    back = frames_from_8bit(packed)
+    assert back.dtype == torch.float32 and torch.equal(back.view(torch.int32), frames.view(torch.int32))
+    assert frames_to_8bit(frames[:0]).shape == (0, 16, 64, 3)
