@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "transformer, bf16; --stereocrafter2 and --wan-base folders)")  # fmt: skip
     group.add_argument("--inpaint2-weights", default="bf16", choices=["bf16", "fp8", "int8"], help="stereocrafter2: "
                        "transformer weights bf16 (faithful), fp8 or int8 (torchao): half the memory")  # fmt: skip
+    group.add_argument("--inpaint2-vae-tiling", default="auto", choices=["auto", "off", "on"], help="stereocrafter2: "
+                       "the Wan VAE on whole frames (off, the reference), in tiles (on: less GPU memory, pixels change "
+                       "a little), or tiles only when whole frames do not fit the GPU (auto, default)")  # fmt: skip
+    group.add_argument("--inpaint2-low-cpu-mem", default="auto", choices=["auto", "on", "off"], help="stereocrafter2 "
+                       "with its blocks streamed from the CPU: pin each block as it moves (on: host RAM about the "
+                       "weights once, slower copies) or keep pinned copies (off: about twice); auto: on when the free "
+                       "RAM is under twice the weights")  # fmt: skip
     group.add_argument("--inpaint-steps", type=int, default=None, help="denoising steps (default: stereocrafter 8, "
                        "stereocrafter2 10)")  # fmt: skip
     group.add_argument("--tiles", type=_tiles, default=None, help="spatial tiles: auto (default: stereocrafter from "
@@ -441,10 +448,19 @@ def _inpaint2_stage(
     settings = StereoCrafter2Pipeline.settings_from(options)
     cache = base_dir / PROMPT_CACHE_FOLDER  # the empty prompt's embedding, next to the text encoder it comes from
     budget = int(args.gpu_memory * 1024**3) if args.gpu_memory is not None else None
+    settings = replace(settings, vae_tiling=args.inpaint2_vae_tiling)
     weights = args.inpaint2_weights
-    loader = lambda: load(folder, base_dir, device, dtype, cache, offload="auto", gpu_budget=budget, weights=weights)  # noqa: E731
-    # the weights are in the id so that a job started in bf16 never resumes in fp8 (or the reverse)
+    low_cpu_mem = {"auto": None, "on": True, "off": False}[args.inpaint2_low_cpu_mem]
+
+    def loader() -> StereoCrafter2Pipeline:
+        return load(folder, base_dir, device, dtype, cache, offload="auto", gpu_budget=budget, weights=weights,
+                    low_cpu_mem=low_cpu_mem)  # fmt: skip
+
+    # What changes the pixels is in the id, so that a job started in bf16 never resumes in fp8 (or the reverse);
+    # an automatic VAE tiling is planned per run (as the GPU budget), a forced one is part of the job.
     model_id = f"{folder.resolve()} {base_dir.resolve()} {precision} {weights}"
+    if args.inpaint2_vae_tiling != "auto":
+        model_id += f" vae-tiling {args.inpaint2_vae_tiling}"
     return InpaintStage(loader, settings, args.seed, model_id=model_id)
 
 

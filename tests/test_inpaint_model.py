@@ -286,3 +286,23 @@ def test_download_patterns_take_only_what_v2_uses() -> None:
     sc2 = ["config.json", "diffusion_pytorch_model-00001-of-00008.safetensors",
            "diffusion_pytorch_model.safetensors.index.json", "README.md", "assets/teaser.png"]  # fmt: skip
     assert set(filter_repo_objects(sc2, allow_patterns=list(STEREOCRAFTER2.allow_patterns))) == set(sc2[:3])
+
+
+@pytest.mark.parametrize(("tiling", "low_cpu"), [("auto", "auto"), ("on", "on"), ("off", "off")])
+def test_cli_v2_memory_options_reach_the_loader_and_the_job(models, clips, monkeypatch, tiling, low_cpu) -> None:
+    """--inpaint2-vae-tiling goes into the settings (and into the job id when forced: it changes pixels);
+    --inpaint2-low-cpu-mem into load_stereocrafter2."""
+    import stereocrafter.inpaint2_pipeline as inpaint2
+    from stereocrafter.__main__ import _stages, build_parser
+
+    calls = []
+    monkeypatch.setattr(inpaint2, "load_stereocrafter2", lambda *a, **k: calls.append(k) or "loaded")
+    video, depth = clips
+    args = build_parser().parse_args([str(video), "-o", "o.mp4", "--depth", str(depth), "--models", str(models),
+                                      "--inpaint-model", "stereocrafter2", "--inpaint2-vae-tiling", tiling,
+                                      "--inpaint2-low-cpu-mem", low_cpu, "--device", "cpu"])  # fmt: skip
+    _, stage = _stages(args)
+    assert stage.settings.vae_tiling == tiling
+    assert ("vae-tiling" in stage.model_id) == (tiling != "auto")
+    assert stage.load() == "loaded"
+    assert calls[0]["low_cpu_mem"] == {"auto": None, "on": True, "off": False}[low_cpu]
