@@ -278,7 +278,7 @@ def blend_tiles(tiles: Sequence[torch.Tensor], grid: TileGrid, mode: TileMode = 
 def blend_tile_stream(tiles: Iterable[torch.Tensor], grid: TileGrid) -> torch.Tensor:
     """:func:`blend_tiles` (``linear``) of tiles that arrive one at a time in raster order, e.g. from a generator
     that decodes them: each row is blended into its strip as soon as its tiles are in, so only one row of tiles is
-    held beside the strips (at 2x2 tiles of 1080p frames, a third less memory). Same numbers as :func:`blend_tiles`.
+    held beside the strips, never the whole grid of decoded tiles. Same numbers as :func:`blend_tiles`.
     """
     rows, cols = grid.counts
     windows, tiles = list(grid.windows()), iter(tiles)
