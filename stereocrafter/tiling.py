@@ -208,12 +208,6 @@ def _blend_axis(pieces: Sequence[torch.Tensor], spans: Sequence[Span], length: i
     return out
 
 
-def _blend_linear(tiles: Sequence[torch.Tensor], grid: TileGrid) -> torch.Tensor:
-    rows, cols = grid.counts
-    strips = [_blend_axis(tiles[r * cols : (r + 1) * cols], grid.xs, grid.width, dim=-1) for r in range(rows)]
-    return _blend_axis(strips, grid.ys, grid.height, dim=-2)
-
-
 def _blend_reference(tiles: Sequence[torch.Tensor], grid: TileGrid) -> torch.Tensor:
     """The reference's in-place raster blend: rows first, then columns, weight k / overlap for the newer tile.
 
@@ -272,7 +266,7 @@ def blend_tiles(tiles: Sequence[torch.Tensor], grid: TileGrid, mode: TileMode = 
         return _blend_reference(tiles, grid)
     if mode != "linear":
         raise ValueError(f"Unknown blend mode {mode!r}; use 'linear' or 'reference'.")
-    return _blend_linear(tiles, grid)
+    return blend_tile_stream(tiles, grid)
 
 
 def blend_tile_stream(tiles: Iterable[torch.Tensor], grid: TileGrid) -> torch.Tensor:
