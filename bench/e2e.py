@@ -34,6 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from long_video import RSS_FIELDS, proc_memory  # noqa: E402 (bench/ on the path first)
+
 GIB = 1024**3
 
 #: name → (CLI arguments after ``SRC -o OUT --models DIR``, GPU memory cap in GiB or None).
@@ -58,19 +60,6 @@ class Run:
     error: str = ""
     rss_at_peak: dict[str, int] = field(default_factory=dict)  # /proc status fields at the highest VmRSS sample
     rss_peak_line: str = ""  # the child's last log line then
-
-
-RSS_FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
-
-
-def proc_memory(pid: int) -> dict[str, int]:
-    """The resident-memory fields of ``/proc/PID/status`` in bytes ({} once the process is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            fields = dict(line.split(":", 1) for line in status if line.startswith(RSS_FIELDS))
-    except OSError:
-        return {}
-    return {key: int(value.split()[0]) * 1024 for key, value in fields.items()}
 
 
 def last_log_line(log: Path) -> str:

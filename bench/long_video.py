@@ -235,15 +235,17 @@ def mode_args(mode: str, clip: Clip, work: Path) -> list[str]:
 # --- measuring -------------------------------------------------------------------------------------------------
 
 
-def _vm_rss(pid: int) -> int | None:
+RSS_FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
+
+
+def proc_memory(pid: int) -> dict[str, int]:
+    """The resident-memory fields of ``/proc/PID/status`` in bytes ({} once the process is gone)."""
     try:
         with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
+            fields = dict(line.split(":", 1) for line in status if line.startswith(RSS_FIELDS))
     except OSError:
-        return None
-    return None
+        return {}
+    return {key: int(value.split()[0]) * 1024 for key, value in fields.items()}
 
 
 def run_conversion(clip: Clip, output: Path, extra: list[str], log: Path, device: str = "cpu") -> Result:
@@ -261,7 +263,7 @@ def run_conversion(clip: Clip, output: Path, extra: list[str], log: Path, device
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
             if pid:
                 break
-            rss = _vm_rss(child.pid)
+            rss = proc_memory(child.pid).get("VmRSS")
             if rss is not None:
                 samples.append((time.perf_counter() - started, rss))
             time.sleep(0.25)
