@@ -331,6 +331,7 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
     from .inpaint_model import InpaintOptions
     from .inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
     from .inpaint_unet import load_inpaint_unet
+    from .lean_unet import DEFAULT_CHUNKS
     from .memory_plan import DepthPlan, module_bytes, plan_depth, plan_inpaint
     from .svd_components import load_svd_components
 
@@ -389,6 +390,7 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
                 compile=compile_models,
                 single_key_attention=not args.faithful,
                 unet_group_offload=group,
+                lean_blocks=None if args.faithful else DEFAULT_CHUNKS,
             )
             return pipeline, plan.settings
 

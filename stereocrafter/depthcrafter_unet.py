@@ -72,6 +72,31 @@ class DepthCrafterUNet(UNetSpatioTemporalConditionModel):
         emb = emb + self.add_embedding(time_ids)
         return emb.repeat_interleave(frames, dim=0)
 
+    def _up_pass(
+        self, stack: list[torch.Tensor], emb: torch.Tensor, context: torch.Tensor, indicator: torch.Tensor
+    ) -> torch.Tensor:
+        """diffusers' up blocks, run layer by layer. ``stack``: the down pass's skips then the mid block's output,
+        emptied as it goes. Returns the last up block's output [B·T, C, h, w]."""
+        hidden = stack.pop()
+        for index, block in enumerate(self.up_blocks):
+            attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
+            for resnet, attention in zip(block.resnets, attentions, strict=True):
+                hidden = torch.cat([hidden, stack.pop()], dim=1)
+                hidden = resnet(hidden, emb, image_only_indicator=indicator)
+                if attention is not None:
+                    hidden = attention(
+                        hidden, encoder_hidden_states=context, image_only_indicator=indicator, return_dict=False
+                    )[0]
+            if block.upsamplers is not None:
+                # Odd latent sizes: upsample to the skip's size instead of x2 (identical result when sizes divide).
+                is_last = index == len(self.up_blocks) - 1
+                size = None
+                if not is_last and stack[-1].shape[-2:] != tuple(2 * s for s in hidden.shape[-2:]):
+                    size = stack[-1].shape[-2:]
+                for upsampler in block.upsamplers:
+                    hidden = upsampler(hidden, size)
+        return hidden
+
     def forward(
         self,
         sample: torch.Tensor,
@@ -97,31 +122,22 @@ class DepthCrafterUNet(UNetSpatioTemporalConditionModel):
         hidden = self.conv_in(sample.flatten(0, 1).to(self.conv_in.weight.dtype))
         indicator = torch.zeros(batch, frames, dtype=hidden.dtype, device=hidden.device)
 
-        skips: tuple[torch.Tensor, ...] = (hidden,)
+        # One list holds the skip connections and, last, the current activation, so that each is released as soon
+        # as it is used (diffusers' up blocks keep a block's input and all its skips alive until the block ends).
+        stack: list[torch.Tensor] = [hidden]
+        del hidden
         for block in self.down_blocks:
             kwargs = {"encoder_hidden_states": context} if getattr(block, "has_cross_attention", False) else {}
-            hidden, block_skips = block(hidden_states=hidden, temb=emb, image_only_indicator=indicator, **kwargs)
-            skips += block_skips
-
-        hidden = self.mid_block(
-            hidden_states=hidden, temb=emb, encoder_hidden_states=context, image_only_indicator=indicator
-        )
-
-        for index, block in enumerate(self.up_blocks):
-            block_skips, skips = skips[-len(block.resnets) :], skips[: -len(block.resnets)]
-            kwargs = {"encoder_hidden_states": context} if getattr(block, "has_cross_attention", False) else {}
-            # Odd latent sizes: upsample to the skip's size instead of ×2 (identical result when sizes divide).
-            is_last = index == len(self.up_blocks) - 1
-            if not is_last and skips[-1].shape[-2:] != tuple(2 * s for s in hidden.shape[-2:]):
-                kwargs["upsample_size"] = skips[-1].shape[-2:]
-            hidden = block(
-                hidden_states=hidden,
-                temb=emb,
-                res_hidden_states_tuple=block_skips,
-                image_only_indicator=indicator,
-                **kwargs,
+            hidden, block_skips = block(hidden_states=stack[-1], temb=emb, image_only_indicator=indicator, **kwargs)
+            stack.extend(block_skips)
+            del hidden, block_skips  # the block's last skip is its output
+        # The mid block's input is the last skip, which the first up block still uses.
+        stack.append(
+            self.mid_block(
+                hidden_states=stack[-1], temb=emb, encoder_hidden_states=context, image_only_indicator=indicator
             )
-
+        )
+        hidden = self._up_pass(stack, emb, context, indicator)
         out = self.conv_out(self.conv_act(self.conv_norm_out(hidden)))
         out = out.reshape(batch, frames, *out.shape[1:])
         if not return_dict:
