@@ -203,10 +203,11 @@ def effective_window(num_frames: int, window_size: int, overlap: int) -> tuple[i
     return window_size, overlap
 
 
-# GPU memory beyond the weights at 1024x576 in fp16 (bench/README.md, H200, the eager node configuration with
-# feed-forward row chunks of 65 536): VAE encode of 8 frames (+ CLIP), one 70-frame UNet pass, temporal decode of
-# 8 frames. The decode needs the most; compiled, each stage needs less (4.6 / 5.9 / 6.9 GiB).
-_MEASURED_GIB = {"encode": 6.9, "unet": 6.3, "decode": 9.1}
+# GPU memory beyond the weights at 1024x576 in fp16 (bench/README.md, H200): VAE encode of 8 frames (+ CLIP), one
+# 70-frame UNet pass, temporal decode of 8 frames. The UNet figure is scaled from a 110-frame window with the lean
+# blocks and feed-forward row chunks (bench/depth.py opt2k_lean_offload, 2026-12-04: 7.07 GiB; 8.0 with diffusers'
+# plain blocks, which the 10 % margin of stage_memory_bytes covers); compiled, each stage needs less.
+_MEASURED_GIB = {"encode": 6.9, "unet": 4.7, "decode": 9.1}
 
 
 def working_memory_bytes(
