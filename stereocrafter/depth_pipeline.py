@@ -470,8 +470,8 @@ class VideoDepthPipeline:
             with diffusers' group offloading (prefetch on a side stream): for GPUs smaller than the UNet's 3 GB of
             fp16 weights plus a window's activations. Same math. CUDA only; not with ``compile``.
         lean_blocks: run the UNet's spatial ResNets and transformer blocks in this many pieces and its spatial/temporal
-            blends in place (same math; see :mod:`.lean_unet`): a 110-frame window's working memory 7.25 -> 4.83 GiB
-            in a meta-device trace at 1024x576. None: diffusers' forwards. Not applied with ``compile`` (compiled
+            blends in place (same math; see :mod:`.lean_unet`): a 110-frame window's working memory 8.0 -> 7.07 GiB
+            at 1024x576 on an H200. None: diffusers' forwards. Not applied with ``compile`` (compiled
             blocks share graphs by class; per-instance forwards would stop that).
     """
 

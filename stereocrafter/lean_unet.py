@@ -2,9 +2,9 @@
 
 Why: at 1024x576 a DepthCrafter window of 110 frames holds about 1.1 M latent positions; every 320-channel activation
 of the outer blocks is 0.65 GB in fp16, and a block's temporaries (norms, q/k/v, the blend of its spatial and
-temporal halves) are several of them at a time. A meta-device trace of one 110-frame UNet call (bench/README.md)
-puts its working memory at 9.06 GiB; with the pieces below, 7.86 GiB (and the UNet's own up pass, which releases
-each skip connection once it is used, takes more off).
+temporal halves) are several of them at a time. Measured on an H200 (bench/README.md, one 110-frame call): working
+memory 8.0 GiB with DepthCrafterUNet's own up pass (which releases each skip connection once it is used; 9.7 before
+it), 7.07 GiB with the pieces below.
 
 What runs in pieces (each piece's ops are independent of the others, so outputs are the same up to kernel choice):
 
