@@ -513,7 +513,8 @@ def test_stream_input_errors(pipe: VideoDepthPipeline) -> None:
 def test_compile_marks_unet_blocks_and_decoder(model_dirs: tuple[Path, Path]) -> None:
     """compile=True compiles the UNet's repeated blocks and the VAE encoder and decoder (not CLIP or the rest),
     after the feed-forward chunking (made shareable between blocks). No compiled graph runs here."""
-    from diffusers.models.resnet import SpatioTemporalResBlock
+    from diffusers.models.attention import BasicTransformerBlock
+    from diffusers.models.resnet import AlphaBlender, ResnetBlock2D, SpatioTemporalResBlock
 
     from stereocrafter.compiled_svd import RowChunkedFeedForward, is_compiled, is_unet_block
     from stereocrafter.frames_major_blocks import FramesMajorSpatioTemporalResBlock, SplitGroupNorm
@@ -521,8 +522,11 @@ def test_compile_marks_unet_blocks_and_decoder(model_dirs: tuple[Path, Path]) ->
     unet, svd = load_depthcrafter_unet(model_dirs[0], torch.float32), load_svd_components(model_dirs[1], torch.float32)
     eager = VideoDepthPipeline(unet, svd, device="cpu", dtype=torch.float32, ff_chunk_rows=7)
     assert not eager.compiled and not is_compiled(unet) and not is_compiled(svd.vae)
+    lean = [m for m in unet.modules() if isinstance(m, BasicTransformerBlock | ResnetBlock2D | AlphaBlender)]
+    assert lean and all("forward" in m.__dict__ for m in lean)  # eager: stereocrafter.lean_unet's pieces
     pipe = VideoDepthPipeline(unet, svd, device="cpu", dtype=torch.float32, compile=True, ff_chunk_rows=7)
     assert pipe.compiled
+    assert not any("forward" in m.__dict__ for m in lean)  # per-instance forwards would split the shared graphs
     compiled = [m for m in unet.modules() if getattr(m, "_compiled_call_impl", None) is not None]
     assert {type(m).__name__ for m in compiled} == {
         "FramesMajorSpatioTemporalResBlock",
