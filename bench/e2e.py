@@ -10,7 +10,8 @@ What it does:
    which caps this process's GPU memory with ``torch.cuda.set_per_process_memory_fraction`` (to play a smaller
    card) and calls the CLI's ``main``; the CLI's ``--stats`` JSON gives each pass's seconds and GPU peaks, and
    ``wait4`` the child's peak RSS, and ``/proc/PID/status`` sampled every 0.5 s its anonymous and file-backed
-   parts (``WORK/rss_CONFIG.tsv``: the timeline with the child's last log line at each sample);
+   parts (``WORK/rss_CONFIG.tsv``: the timeline with the child's last log line at each sample), and a thread in the
+   child samples its own RSS every 10 ms and keeps the Python stack at each new high (``WORK/rss_peaks_CONFIG.json``);
 4. prints a markdown table: per-pass s/frame, GPU peak allocated / reserved, RSS, whole-process s/frame, the ratio
    to the first configuration, and the max / mean pixel difference of each output from the first one.
 
@@ -26,7 +27,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +64,7 @@ class Run:
     error: str = ""
     rss_at_peak: dict[str, int] = field(default_factory=dict)  # /proc status fields at the highest VmRSS sample
     rss_peak_line: str = ""  # the child's last log line then
+    peak_stack: list[str] = field(default_factory=list)  # "N MiB", then the main thread's stack at the 10 ms peak
 
 
 def last_log_line(log: Path) -> str:
@@ -135,15 +140,63 @@ def write_tiny_models(root: Path) -> Path:
 # --- runs ------------------------------------------------------------------------------------------------------
 
 
+def is_ours(frame: traceback.FrameSummary) -> bool:
+    """A stack frame of this repository's code (not of the virtual environment's packages)."""
+    path = Path(frame.filename)
+    return path.is_relative_to(REPO) and ".venv" not in path.parts and "site-packages" not in path.parts
+
+
+def watch_rss_peaks(path: Path, interval_s: float = 0.01, step: int = 16 * 2**20) -> Callable[[], None]:
+    """Sample this process's VmRSS every ``interval_s`` in a thread; each time it passes its highest value by ``step``
+    bytes, record the main thread's Python stack (the 0.5 s timeline misses short peaks). The returned function stops
+    the thread and writes the records, highest last, to ``path`` as JSON."""
+    main_id = threading.main_thread().ident
+    records: list[dict] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        highest = 0
+        while not stop.wait(interval_s):
+            rss = proc_memory(os.getpid()).get("VmRSS", 0)
+            if rss < highest + step:
+                continue
+            highest = rss
+            frame = sys._current_frames().get(main_id)
+            stack = traceback.extract_stack(frame) if frame is not None else []
+            del frame  # a frame held here would keep its locals (whole chunks of frames) alive
+            ours = [f"{Path(f.filename).relative_to(REPO)}:{f.lineno} {f.name}: {f.line}" for f in stack if is_ours(f)]
+            records.append(
+                {"rss_mib": rss // 2**20, "stack": ours[-10:], "innermost": f"{stack[-1].name}" if stack else ""}
+            )
+            del records[:-40]
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+
+    def finish() -> None:
+        stop.set()
+        thread.join()
+        path.write_text(json.dumps(records, indent=1))
+
+    return finish
+
+
 def child_main(fraction: float, argv: list[str]) -> int:
-    """In the child: cap the GPU memory (fraction of the device; 0 = no cap), then run the CLI."""
+    """In the child: cap the GPU memory (fraction of the device; 0 = no cap), then run the CLI (with
+    ``E2E_RSS_PEAKS`` set, :func:`watch_rss_peaks` writes there)."""
     import torch
 
     if fraction > 0 and torch.cuda.is_available():
         torch.cuda.set_per_process_memory_fraction(fraction)
     from stereocrafter.__main__ import main
 
-    return main(argv)
+    peaks = os.environ.get("E2E_RSS_PEAKS")
+    finish = watch_rss_peaks(Path(peaks)) if peaks else None
+    try:
+        return main(argv)
+    finally:
+        if finish is not None:
+            finish()
 
 
 def run_config(name: str, clip: Path, models: Path, work: Path, extra: list[str], cap_gib: float | None) -> Run:
@@ -162,7 +215,8 @@ def run_config(name: str, clip: Path, models: Path, work: Path, extra: list[str]
     started = time.perf_counter()
     samples: list[tuple[float, dict[str, int], str]] = []
     with open(log, "w") as log_file:
-        child = subprocess.Popen(command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
+        env = {**os.environ, "E2E_RSS_PEAKS": str(work / f"rss_peaks_{name}.json")}
+        child = subprocess.Popen(command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, env=env)
         while True:
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
             if pid:
@@ -178,6 +232,10 @@ def run_config(name: str, clip: Path, models: Path, work: Path, extra: list[str]
     run = Run(name, frames, seconds, usage.ru_maxrss * 1024)
     if samples:  # where the resident memory was at its highest sample: anonymous (heap) vs file-backed (mmap)
         _, run.rss_at_peak, run.rss_peak_line = max(samples, key=lambda sample: sample[1]["VmRSS"])
+    peaks = work / f"rss_peaks_{name}.json"
+    if peaks.exists() and (records := json.loads(peaks.read_text())):
+        top = records[-1]
+        run.peak_stack = [f"{top['rss_mib']} MiB (innermost call: {top['innermost']})", *top["stack"][-6:]]
     if child.returncode != 0 or not stats.exists():
         run.error = f"exit {child.returncode}: " + log.read_text()[-1500:].replace("\n", " | ")
         return run
@@ -234,6 +292,15 @@ def table(runs: list[Run], device: str) -> str:
         )
     lines += ["", "RSS peak samples (the child's last log line then):"]
     lines += [f"- {run.name}: {run.rss_peak_line}" for run in runs if run.rss_peak_line]
+    for run in runs:
+        for p in run.passes:
+            if p.get("phase_seconds"):
+                parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(p["phase_seconds"].items(), key=lambda kv: -kv[1]))
+                lines.append(f"- {run.name} {p['name']} pass, seconds by part ({p['seconds']:.1f} in all): {parts}")
+    for run in runs:
+        if run.peak_stack:
+            lines += ["", f"{run.name}: highest RSS seen every 10 ms in the child, {run.peak_stack[0]}; its stack:"]
+            lines += [f"    {line}" for line in run.peak_stack[1:]]
     return "\n".join(lines)
 
 
@@ -248,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default="default,faithful", help=f"comma-separated, of {', '.join(CONFIGS)}")
     parser.add_argument("--extra", default="", help="more CLI arguments for every configuration (one string)")
     parser.add_argument("--tiny", action="store_true", help="tiny random models (CPU check of this script)")
-    parser.add_argument("--out", type=Path, help="also write the table here")
+    parser.add_argument("--out", type=Path, help="also write the table here, after every configuration")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
 
@@ -274,10 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         run = run_config(name, clip, models, args.work, cli_args + extra, cap)
         runs.append(run)
         print(f"{name}: {run.seconds:.1f} s{' FAILED ' + run.error if run.error else ''}", flush=True)
-    result = table(runs, device)
-    print("\n" + result)
-    if args.out is not None:
-        args.out.write_text(result + "\n")
+        if args.out is not None:  # after every configuration: a run cut short keeps what it measured
+            args.out.write_text(table(runs, device) + "\n")
+    print("\n" + table(runs, device))
     return 0 if not any(r.error for r in runs) else 1
 
 

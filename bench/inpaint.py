@@ -126,7 +126,7 @@ def run_variant(
 ) -> tuple[dict[str, Any], torch.Tensor]:
     device = pipe.device
     reset_peak(device)
-    pipe.sync_timing = True
+    pipe.sync_timing = pipe.phase_peaks = True
     start = time.perf_counter()
     out = pipe(frames, mask, settings, seed=0)
     if device.type == "cuda":
@@ -186,7 +186,9 @@ def markdown(rows: list[dict[str, Any]], diffs: dict[str, dict[str, float]], dev
 
 
 @torch.no_grad()
-def levers(pipe: StereoInpaintPipeline, tiny: bool, t0: float, budget_s: float, compile_unet: bool) -> None:
+def levers(
+    pipe: StereoInpaintPipeline, tiny: bool, t0: float, budget_s: float, compile_unet: bool, sections: set[str]
+) -> None:
     """Profile and speed levers of one inpainting UNet call (one 23-frame chunk of one 1024x576 tile: 1920x1024 in
     2x2 tiles, guidance 1.0) and one temporal-decode call (2 frames of a 1088x1024 decode tile, as 1920x1080 is
     decoded by default, and of the whole 1920x1024 frame, as the 1920x1024 rows decode), against the eager path
@@ -214,9 +216,15 @@ def levers(pipe: StereoInpaintPipeline, tiny: bool, t0: float, budget_s: float, 
         ids = torch.tensor([[6.0, 127.0, 0.0]], device=device, dtype=dtype).repeat(batch, 1)
         return x, e, ids
 
+    def unet_inputs_at(lh: int, lw: int) -> tuple[torch.Tensor, ...]:
+        g = torch.Generator(device).manual_seed(1)
+        x = torch.randn(1, frames, 9, lh, lw, generator=g, device=device).to(dtype)
+        e = torch.randn(1, 1, cross, generator=g, device=device).to(dtype)
+        return x, e, torch.tensor([[6.0, 127.0, 0.0]], device=device, dtype=dtype)
+
     t = torch.tensor(0.25 * 3.0, device=device)
     torch.backends.cudnn.benchmark = False
-    for batch in (1, 4):
+    for batch in (1, 4) if "unet" in sections else ():
         x, e, ids = unet_inputs(batch)
 
         def call(model: torch.nn.Module = unet, x: torch.Tensor = x, e: torch.Tensor = e, i: torch.Tensor = ids):
@@ -244,11 +252,16 @@ def levers(pipe: StereoInpaintPipeline, tiny: bool, t0: float, budget_s: float, 
                         record(f"unet compiled sdpa {best}", time_ms(compiled), peak, out, ref, per)
                     torch._dynamo.reset()
 
+    if "encode" in sections:
+        encode_levers(pipe, tiny, t0, budget_s, record)
+    if "lean" in sections:
+        lean_unet_levers(pipe, tiny, t0, budget_s, record, unet_inputs_at)
+
     shapes = {
         "tile 1088x1024": (1088 // 8 // scale, 1024 // 8 // scale),
         "frame 1920x1024": (128 // scale, 240 // scale),
     }
-    for label, (lh, lw) in shapes.items():
+    for label, (lh, lw) in shapes.items() if "decode" in sections else ():
         lat = torch.randn(2, 4, lh, lw, generator=gen, device=device).to(dtype)
 
         def decode(lat: torch.Tensor = lat) -> torch.Tensor:
@@ -292,6 +305,79 @@ def levers(pipe: StereoInpaintPipeline, tiny: bool, t0: float, budget_s: float, 
         print(f"| {name} | {ms:.1f} | {ms / per:.2f} | {peak:.2f} | {diff} |")
 
 
+def encode_levers(pipe: StereoInpaintPipeline, tiny: bool, t0: float, budget_s: float, record: Any) -> None:
+    """The VAE encode of one frame as the defaults run it at 1080p (a 608x1024 tile of the 2x2 grid, fp32: the SVD
+    VAE's force_upcast) against fp16 / bf16, cudnn.benchmark, channels_last and the whole 1088x1920 frame."""
+    scale = 8 if tiny else 1
+    gen = torch.Generator().manual_seed(3)
+    sizes = {"tile 608x1024": (608 // scale, 1024 // scale), "frame 1088x1920": (1088 // scale, 1920 // scale)}
+    for label, (ph, pw) in sizes.items():
+        pixels = torch.rand(1, 3, ph, pw, generator=gen).to(pipe.device)
+        with budget_guard(t0, budget_s, f"encode {label}") as ok:
+            if not ok:
+                continue
+            fp32 = InpaintSettings()
+            half = replace(fp32, encode_fp32=False)
+
+            def encode(settings: InpaintSettings = fp32, x: torch.Tensor = pixels) -> torch.Tensor:
+                return pipe._encode(x, settings)
+
+            ref, peak = peak_extra_gib(encode)
+            record(f"encode {label} fp32 (default)", time_ms(encode), peak, None, None, 1)
+            if label.startswith("tile"):
+                kernel_profile(encode, top=12, label=f"VAE encode 1 frame {label}, fp32")
+            torch.backends.cudnn.benchmark = True
+            encode()
+            out, peak = peak_extra_gib(encode)
+            record(f"encode {label} fp32 + cudnn.benchmark", time_ms(encode), peak, out, ref, 1)
+            torch.backends.cudnn.benchmark = False
+            out, peak = peak_extra_gib(partial(encode, half))
+            record(f"encode {label} {pipe.dtype} (VAE dtype)", time_ms(partial(encode, half)), peak, out, ref, 1)
+            if label.startswith("tile"):
+                kernel_profile(partial(encode, half), top=8, label=f"VAE encode 1 frame {label}, {pipe.dtype}")
+            from stereocrafter.svd_preprocess import module_dtype
+
+            with module_dtype(pipe.vae, torch.bfloat16):
+                out, peak = peak_extra_gib(partial(encode, half))
+                record(f"encode {label} bf16", time_ms(partial(encode, half)), peak, out, ref, 1)
+            set_channels_last(pipe.vae.encoder, True)
+            try:
+                out, peak = peak_extra_gib(encode)
+                record(f"encode {label} fp32 channels_last", time_ms(encode), peak, out, ref, 1)
+            finally:
+                set_channels_last(pipe.vae.encoder, False)
+
+
+def lean_unet_levers(
+    pipe: StereoInpaintPipeline, tiny: bool, t0: float, budget_s: float, record: Any, inputs: Any
+) -> None:
+    """One 23-frame UNet call with diffusers' blocks and with ``use_lean_blocks`` (stereocrafter/lean_unet.py), at
+    the 2x2 grid's 608x1024 tile and at the 1x2 grid's 1088x1024 tile of 1920x1080: time and peak memory."""
+    from stereocrafter.lean_unet import use_lean_blocks
+
+    scale = 8 if tiny else 1
+    frames = 23 if not tiny else 3
+    t = torch.tensor(0.75, device=pipe.device)
+    for label, (ph, pw) in {"608x1024": (608, 1024), "1088x1024": (1088, 1024)}.items():
+        x, e, ids = inputs(ph // 8 // scale, pw // 8 // scale)
+
+        def call(x: torch.Tensor = x, e: torch.Tensor = e, ids: torch.Tensor = ids) -> torch.Tensor:
+            return pipe.unet(x, t, encoder_hidden_states=e, added_time_ids=ids, return_dict=False)[0]
+
+        with budget_guard(t0, budget_s, f"lean unet {label}") as ok:
+            if not ok:
+                continue
+            ref, peak = peak_extra_gib(call)
+            record(f"unet {label} x{frames} diffusers blocks", time_ms(call), peak, None, None, frames)
+            for chunks in (8, 4):
+                use_lean_blocks(pipe.unet, chunks)
+                try:
+                    out, peak = peak_extra_gib(call)
+                    record(f"unet {label} x{frames} lean blocks {chunks}", time_ms(call), peak, out, ref, frames)
+                finally:
+                    use_lean_blocks(pipe.unet, None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
@@ -307,6 +393,9 @@ def main() -> None:
     parser.add_argument("--levers", action="store_true", help="only the profile + speed levers of one UNet/decode call")
     parser.add_argument("--levers-budget-s", type=float, default=300.0, help="stop starting levers after this")
     parser.add_argument("--compile-unet", action="store_true", help="--levers: also torch.compile the UNet")
+    parser.add_argument(
+        "--lever-sections", default="unet,encode,lean,decode", help="--levers: which of unet,encode,lean,decode to run"
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     device = torch.device(args.device)
@@ -320,7 +409,7 @@ def main() -> None:
     pipe = build_models(device, dtype, args.tiny)
     print(f"models built in {time.perf_counter() - t0:.1f} s on {device_name}", flush=True)
     if args.levers:
-        levers(pipe, args.tiny, t0, args.levers_budget_s, args.compile_unet)
+        levers(pipe, args.tiny, t0, args.levers_budget_s, args.compile_unet, set(args.lever_sections.split(",")))
         return
     skip = set(filter(None, args.skip.split(",")))
 
@@ -364,6 +453,8 @@ def main() -> None:
         # one chunk at 1920x1080 with our defaults (pad to 1088, composite, auto tiles) and fixed tiles
         "1080 chunk defaults g1.0": (full, chunk, InpaintSettings(), ""),
         "1080 chunk g1.01 2x2": (full, chunk, InpaintSettings(guidance_scale=1.01, tiles=(2, 2)), ""),
+        # the defaults before the whole-frame encode in the VAE dtype: each tile encoded in fp32
+        "1080 chunk fp32 tile encode": (full, chunk, InpaintSettings(encode_fp32=True, encode_full_frame=False), ""),
         # 1920x1080, 100 frames end to end, our defaults
         "1080p clip defaults g1.0": (full, args.long_frames, InpaintSettings(), ""),
         # levers, one 23-frame chunk at 1920x1024
@@ -418,6 +509,7 @@ def main() -> None:
         ("1920 g1.0 compiled enc-fp16-full", "1920 g1.0"),
         ("1920 g1.0 compiled batch4", "1920 g1.0"),
         ("1080 chunk defaults g1.0 compiled", "1080 chunk defaults g1.0"),
+        ("1080 chunk defaults g1.0", "1080 chunk fp32 tile encode"),
     ]
     only = [p.strip() for p in args.only.split(",") if p.strip()]
     names = [p.strip() for p in args.names.split(",") if p.strip()]

@@ -414,6 +414,7 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
                 components, unet, single_key_attention=not args.faithful, frames_major_decoder=not args.faithful
             )
             pipe = pipe.to(device)
+            pipe.sync_timing = args.stats is not None  # exact per-phase seconds for the stats file
             budget = _gpu_budget(args, device)
             planned = inpaint_settings
             if budget is not None:

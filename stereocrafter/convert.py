@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -116,6 +116,9 @@ class PassStats:
     peak_allocated: int = 0
     peak_reserved: int = 0
     host_peak: int = 0
+    #: Wall seconds of the pass's parts (stereo: read, splat, inpaint, write, and the inpainting model's own phases
+    #: as ``inpaint:PHASE`` where it reports them; exact on CUDA only when the model synchronises per phase).
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One log line: time, s/frame, GPU peaks."""
@@ -818,6 +821,7 @@ class _StereoPass:
         self.segments: list[tuple[int, int]] = [(0, info.frame_count)]
         self.shot_ranges: list[list[float]] | None = None  # per-shot depth ranges (None: the clip's ``bounds``)
         self.convergence: list[float] | None = None  # per-shot screen planes (None: settings.warp.convergence)
+        self.model: object | None = None  # the inpainting model, once loaded
 
     def _splat(
         self, left: torch.Tensor, depth: torch.Tensor, bounds: tuple[float, float], first: int
@@ -868,6 +872,7 @@ class _StereoPass:
         stats.load_seconds = time.perf_counter() - started
         model = check_inpaint_model(pipeline, "InpaintStage.load()")
         check_settings(model, run_settings)
+        self.model = model
         stream = model.open_stream(
             info.frame_count, info.height, info.width, run_settings, stage.seed,
             progress=lambda step: report.fraction("stereo", step.fraction), interrupt=interrupt, state=state,
@@ -899,30 +904,45 @@ class _StereoPass:
             waited = _take(pending_left, count)
             return frames_from_8bit(waited) if eight_bit else waited
 
+        timed = functools.partial(_timed_phase, stats.phase_seconds)
         frames_iter = read_frames(self.info.path, self.settings.chunk_frames, start=self.done, window=self.info.window)
+        chunks = zip_longest(frames_iter, self._depth_chunks())
         position = self.done
-        for left, depth in zip_longest(frames_iter, self._depth_chunks()):
+        while True:
+            with timed("read"):
+                left, depth = next(chunks, (None, None))
+            if left is None and depth is None:
+                break
             if left is None or depth is None or left.shape[0] != depth.shape[0]:
                 raise _ended_early(self.info, self.depth_path, position, left, depth)
             if interrupt is not None:
                 interrupt()
             position += left.shape[0]
-            depth, bounds = self._normalized(depth, position - left.shape[0])
-            right, occlusion = self._splat(left, depth, bounds, position - left.shape[0])
+            with timed("splat"):
+                depth, bounds = self._normalized(depth, position - left.shape[0])
+                right, occlusion = self._splat(left, depth, bounds, position - left.shape[0])
             if stream is None:
                 if self.settings.holes == "fill":  # no model fills them: the background beside each hole does
                     right = fill_holes(right.to(self.device), occlusion.to(self.device)).cpu()
-                self._emit(left, right, None, report, on_chunk_done)
+                with timed("write"):
+                    self._emit(left, right, None, report, on_chunk_done)
             else:
                 pending_left.append(frames_to_8bit(left) if eight_bit else left)
-                right = stream.push(right, occlusion)
+                with timed("inpaint"):
+                    right = stream.push(right, occlusion)
                 if right.shape[0]:
-                    self._emit(take_left(right.shape[0]), right, stream.state_dict(), report, on_chunk_done)
+                    with timed("write"):
+                        self._emit(take_left(right.shape[0]), right, stream.state_dict(), report, on_chunk_done)
             del left, depth, right, occlusion  # free this chunk before the next one is decoded
         if stream is not None:
-            right = stream.finish()
+            with timed("inpaint"):
+                right = stream.finish()
             if right.shape[0]:
-                self._emit(take_left(right.shape[0]), right, None, report, on_chunk_done)
+                with timed("write"):
+                    self._emit(take_left(right.shape[0]), right, None, report, on_chunk_done)
+            model_stats = getattr(self.model, "stats", None)
+            for phase, seconds in getattr(model_stats, "seconds", {}).items():
+                stats.phase_seconds[f"inpaint:{phase}"] = seconds
         return self.done
 
     def _emit(
@@ -968,6 +988,16 @@ class _StereoPass:
                 width, height, width + width % 2, height + height % 2,
             )  # fmt: skip
             self.warned_odd = True
+
+
+@contextmanager
+def _timed_phase(seconds: dict[str, float], phase: str) -> Iterator[None]:
+    """Add the block's wall time to ``seconds[phase]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - started
 
 
 def _ended_early(

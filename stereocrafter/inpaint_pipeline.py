@@ -233,7 +233,7 @@ class RunStats:
     oom_retries: int = 0
     skipped_chunks: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
-    peak_gib: dict[str, float] = field(default_factory=dict)  # per phase, only with ``sync_timing`` on CUDA
+    peak_gib: dict[str, float] = field(default_factory=dict)  # per phase, only with ``phase_peaks`` on CUDA
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -433,9 +433,10 @@ class StereoInpaintPipeline:
         self.clip_size = clip_size
         self.stats = RunStats()
         self.out_device = torch.device("cpu")  # where decoded frames go (set per chunk: the input frames' device)
-        # Benchmarks: synchronise CUDA around phases so stats.seconds are exact, and record per-phase peak memory
-        # (this resets the device's peak-memory counter).
+        # Benchmarks: synchronise CUDA around phases so stats.seconds are exact; with phase_peaks also record
+        # per-phase peak memory (this resets the device's peak-memory counter, so a caller's own peak is lost).
         self.sync_timing = False
+        self.phase_peaks = False
         self.compiled = False  # set by compile()
         self._lean_skip_logged = False
 
@@ -525,7 +526,7 @@ class StereoInpaintPipeline:
         finally:
             if self.sync_timing and self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-                # benchmark mode: per-phase peak memory (resets the device's peak counter)
+            if self.phase_peaks and self.device.type == "cuda":
                 peak = torch.cuda.max_memory_allocated(self.device) / 2**30
                 self.stats.peak_gib[phase] = max(self.stats.peak_gib.get(phase, 0.0), peak)
                 torch.cuda.reset_peak_memory_stats(self.device)

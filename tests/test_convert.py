@@ -157,6 +157,8 @@ def test_cli_stats_report_each_pass(small, tmp_path):
     assert stereo["peak_allocated"] == stereo["peak_reserved"] == 0 and stereo["load_seconds"] == 0
     # The host peak is the process's high-water mark at the pass's end: a Python with torch holds > 100 MB.
     assert 100 * 2**20 < stereo["host_peak"] <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    parts = stereo["phase_seconds"]  # no inpainting model: its parts are absent
+    assert set(parts) == {"read", "splat", "write"} and 0 < sum(parts.values()) <= stereo["seconds"]
 
 
 @pytest.mark.parametrize("preset", [None, "backend:native"])
