@@ -423,8 +423,10 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
                 planned = plan_inpaint(budget, weights, (info.height, info.width), inpaint_settings)
             if planned != inpaint_settings:
                 logger.info(
-                    "StereoCrafter memory plan for %.1f GiB: tile budget %d, decode budget %d pixel-frames",
-                    budget / 1024**3, planned.max_pixel_frames, planned.max_decode_pixel_frames,
+                    "StereoCrafter memory plan for %.1f GiB: tile budget %d, decode budget %d pixel-frames, "
+                    "whole-frame encode up to %d px", budget / 1024**3, planned.max_pixel_frames,
+                    planned.max_decode_pixel_frames,
+                    planned.max_full_frame_encode_pixels,
                 )  # fmt: skip
             return (pipe.compile() if compile_models else pipe), planned
 

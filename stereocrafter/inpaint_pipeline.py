@@ -58,6 +58,10 @@ REFERENCE_ENCODE_CHUNK = 5
 # Pixels per VAE-encode call when encode_chunk is automatic: one 1024x576 frame. The encoder works frame by frame, so
 # this only bounds memory: the reference's 5 frames of 1024x512 in fp32 peaked at 7.5 GiB above the weights.
 MAX_ENCODE_PIXELS = 1024 * 576
+#: Largest working frame encoded whole (``encode_full_frame``): one 1920x1088 frame in fp16 needs 3.0 GiB above the
+#: weights (fp32: 6.2), 103 ms against 4 x 47 ms for its four 608x1024 tiles in fp32 (bench/inpaint.py --levers,
+#: H200). Larger frames are encoded tile by tile.
+MAX_FULL_FRAME_ENCODE_PIXELS = 1920 * 1088
 # CUDA SDPA kernels put the batch in a grid dimension limited to 65535; the UNet's temporal attention runs with
 # batch = UNet batch x latent height x latent width (bench: 4 tiles x CFG x 72 x 128 failed with "invalid argument").
 MAX_SDPA_BATCH = 65535
@@ -97,9 +101,13 @@ class InpaintSettings:
         composite: keep the warped pixels outside a dilated, feathered hole mask (bit-identical there).
         composite_dilate_px, composite_feather_px: growth of the hole mask, then the width of its soft edge.
         quantize_8bit: round generated frames to k/255 (the reference's PIL round trip; also for feedback).
-        encode_fp32: VAE encode in fp32 (the SVD VAE's force_upcast; reference) instead of the VAE dtype.
-        encode_full_frame: encode the whole frame once per chunk and crop latents per tile (faster with tiles;
-            the reference encodes every tile on its own, which differs near tile borders).
+        encode_fp32: VAE encode in fp32 (the SVD VAE's force_upcast; reference) instead of the VAE dtype (ours:
+            1.7x faster; an encode that gives non-finite latents in fp16/bf16 is redone in fp32).
+        encode_full_frame: encode the whole frame once per chunk and crop latents per tile (ours: no pixel is
+            encoded twice, and a latent does not depend on the tile layout; the reference encodes every tile on its
+            own, which differs near tile borders). Frames above ``max_full_frame_encode_pixels`` (working size) and an
+            out-of-memory whole-frame encode go tile by tile.
+        max_full_frame_encode_pixels: see ``encode_full_frame``; the memory plan lowers it for small GPUs.
         encode_chunk: frames per VAE-encode call (reference 5); None = as many as fit ``MAX_ENCODE_PIXELS``.
         lean_vae_attention: compute the VAE's attention in query chunks (same math, a fraction of the memory);
             ignored by a compiled pipeline (:meth:`StereoInpaintPipeline.compile`).
@@ -132,8 +140,9 @@ class InpaintSettings:
     composite_dilate_px: int = 3
     composite_feather_px: int = 3
     quantize_8bit: bool = True
-    encode_fp32: bool = True
-    encode_full_frame: bool = False
+    encode_fp32: bool = False
+    encode_full_frame: bool = True
+    max_full_frame_encode_pixels: int = MAX_FULL_FRAME_ENCODE_PIXELS
     encode_chunk: int | None = None
     lean_vae_attention: bool = True
     decode_chunk: int = REFERENCE_DECODE_CHUNK
@@ -155,6 +164,8 @@ class InpaintSettings:
             multiple=128,
             composite=False,
             oom_retry=False,
+            encode_fp32=True,
+            encode_full_frame=False,
             encode_chunk=REFERENCE_ENCODE_CHUNK,
             decode_tiles=(1, 1),
             lean_vae_attention=False,
@@ -774,8 +785,12 @@ class StereoInpaintPipeline:
             device=device, dtype=dtype
         )
         full_latents = None
-        if settings.encode_full_frame and len(grid) > 1:
-            full_latents = self._encode(pixels, settings, generator)
+        if (
+            settings.encode_full_frame
+            and len(grid) > 1
+            and pixels[0, 0].numel() <= settings.max_full_frame_encode_pixels
+        ):
+            full_latents = self._encode_full_frame(pixels, settings, generator)
         windows = grid.windows()
         pixel_windows = pixel_grid.windows()
         results: list[torch.Tensor] = []
@@ -827,13 +842,29 @@ class StereoInpaintPipeline:
         )
         return embeds.to(self.dtype)
 
+    def _encode_full_frame(
+        self, pixels: torch.Tensor, settings: InpaintSettings, generator: torch.Generator
+    ) -> torch.Tensor | None:
+        """:meth:`_encode` of whole working frames, or None when that runs out of GPU memory (with ``oom_retry``):
+        the tiles are then encoded one by one."""
+        try:
+            with self._timed("vae_encode"):
+                return self._encode(pixels, settings, generator)
+        except RuntimeError as exc:
+            if not (_is_oom(exc) and settings.oom_retry):
+                raise
+        _free_memory()  # after the except clause: its traceback held the failed attempt's tensors
+        logger.warning("Out of GPU memory encoding whole frames: encoding tile by tile instead.")
+        return None
+
     def _encode(
         self, pixels: torch.Tensor, settings: InpaintSettings, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Unscaled posterior-mean latents of frames [t, 3, h, w] in [0, 1] → [t, 4, h/8, w/8] in the UNet dtype.
 
-        fp32 VAE when ``encode_fp32`` and the VAE asks for it (``force_upcast``). ``encode_chunk`` frames per call
-        (the encoder works frame by frame, so this only bounds memory).
+        fp32 VAE when ``encode_fp32`` and the VAE asks for it (``force_upcast``), else the VAE's dtype, redone in
+        fp32 if that gives non-finite latents. ``encode_chunk`` frames per call (the encoder works frame by frame,
+        so this only bounds memory).
         """
         x = pixels.float() * 2.0 - 1.0
         if settings.noise_aug_strength:
@@ -845,6 +876,11 @@ class StereoInpaintPipeline:
         )
         with module_dtype(self.vae, torch.float32 if upcast else None):
             latents = vae_encode_chunks(self.vae, x, chunk_size=per_call)
+        if not upcast and latents.dtype != torch.float32 and not bool(torch.isfinite(latents).all()):
+            # fp16's range is what the SVD VAE's force_upcast guards against: redo this encode in fp32
+            logger.warning("The VAE encode overflowed in %s: redone in fp32.", latents.dtype)
+            with module_dtype(self.vae, torch.float32):
+                latents = vae_encode_chunks(self.vae, x, chunk_size=per_call)
         return latents.to(self.dtype)
 
     # -- denoising

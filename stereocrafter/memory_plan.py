@@ -22,6 +22,9 @@ HEADROOM_BYTES = GIB // 2
 #: weights at 1920x1080).
 INPAINT_UNET_WORKING_BYTES = int(4.7 * GIB)
 INPAINT_DECODE_WORKING_BYTES = int(4.4 * GIB)
+#: The whole-frame VAE encode's working memory per pixel of the frame (bench/inpaint.py --levers, H200: 3.02 GiB in
+#: fp16, 6.18 in fp32 for one 1920x1088 frame).
+INPAINT_ENCODE_BYTES_PER_PIXEL = {False: int(3.02 * GIB / (1920 * 1088)), True: int(6.18 * GIB / (1920 * 1088))}
 
 
 def module_bytes(module: torch.nn.Module) -> int:
@@ -154,7 +157,8 @@ def _fit_stages(
 def plan_inpaint(
     budget: int | None, weights: int, frame_size: tuple[int, int], settings: InpaintSettings
 ) -> InpaintSettings:
-    """``settings`` with tile and decode budgets scaled down to fit ``budget`` (bytes; None = unchanged).
+    """``settings`` with tile, decode and whole-frame encode budgets scaled down to fit ``budget`` (bytes; None =
+    unchanged).
 
     Only budgets left automatic are changed (``tiles`` / ``decode_tiles`` None); more tiles change pixels near tile
     seams only slightly (linear blending over the tile overlap). ``frame_size``: (h, w) of the frames, whose chunk
@@ -168,6 +172,9 @@ def plan_inpaint(
         changes["max_pixel_frames"] = int(DEFAULT_PIXEL_FRAMES * available / INPAINT_UNET_WORKING_BYTES)
     if settings.decode_tiles is None and available < INPAINT_DECODE_WORKING_BYTES:
         changes["max_decode_pixel_frames"] = int(DEFAULT_DECODE_PIXEL_FRAMES * available / INPAINT_DECODE_WORKING_BYTES)
+    whole_frame = available // INPAINT_ENCODE_BYTES_PER_PIXEL[settings.encode_fp32]
+    if settings.encode_full_frame and whole_frame < settings.max_full_frame_encode_pixels:
+        changes["max_full_frame_encode_pixels"] = int(whole_frame)  # larger frames: encoded tile by tile
     return replace(settings, **changes) if changes else settings
 
 

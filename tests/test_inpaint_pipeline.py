@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -409,3 +410,77 @@ def test_compile_marks_unet_blocks_and_decoder_and_skips_lean_attention(
         pipe(images, mask, settings)
     assert calls == []
     assert sum("lean_vae_attention is ignored" in r.getMessage() for r in caplog.records) == 1  # logged once
+
+
+class EncodeSpy:
+    """Replaces a VAE's ``encode``: records each call's input (dtype, height, width); can raise CUDA OOM on inputs
+    above ``oom_above`` pixels, or return infinite latents from non-fp32 calls (an fp16 overflow)."""
+
+    def __init__(self, vae: torch.nn.Module, oom_above: int | None = None, overflow: bool = False) -> None:
+        self.original, self.oom_above, self.overflow = vae.encode, oom_above, overflow
+        self.calls: list[tuple[torch.dtype, int, int]] = []
+
+    def __call__(self, x: torch.Tensor) -> object:
+        self.calls.append((x.dtype, x.shape[-2], x.shape[-1]))
+        if self.oom_above is not None and x.shape[-2] * x.shape[-1] > self.oom_above:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        out = self.original(x)
+        if self.overflow and x.dtype != torch.float32:
+            out.latent_dist.mean.fill_(float("inf"))
+        return out
+
+
+def test_whole_frame_encoded_once_per_chunk_then_cropped_per_tile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our default encodes the whole working frame (150x190 → 192x192) once, not each of the 2x2 overlapping tiles;
+    above max_full_frame_encode_pixels, and in the reference's mode, every tile is encoded on its own."""
+    pipe = StereoInpaintPipeline(tiny_unet(9), tiny_vae(), tiny_clip(), SCHEDULER_CONFIG)
+    images, mask = make_inputs(2, 150, 190)
+    base = InpaintSettings(steps=1, tiles=(2, 2), tile_overlap_px=64)
+    spy = EncodeSpy(pipe.vae)
+    monkeypatch.setattr(pipe.vae, "encode", spy)
+    whole = pipe(images, mask, base)
+    assert spy.calls == [(torch.float32, 192, 192)]  # both frames in one call (the encode's pixel budget)
+    spy.calls.clear()
+    tiled = pipe(images, mask, replace(base, max_full_frame_encode_pixels=192 * 192 - 1))
+    assert spy.calls == [(torch.float32, 128, 128)] * 4
+    # the same model and noise; only the conditioning latents near the tile borders differ
+    assert whole.shape == tiled.shape and 0 < (whole - tiled).abs().max() < 0.5
+    assert not InpaintSettings.reference(tiles=2).encode_full_frame and InpaintSettings.reference().encode_fp32
+
+
+def test_whole_frame_encode_out_of_memory_goes_tile_by_tile(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pipe = StereoInpaintPipeline(tiny_unet(9), tiny_vae(), tiny_clip(), SCHEDULER_CONFIG)
+    images, mask = make_inputs(2, 150, 190)
+    spy = EncodeSpy(pipe.vae, oom_above=128 * 128)
+    monkeypatch.setattr(pipe.vae, "encode", spy)
+    settings = InpaintSettings(steps=1, tiles=(2, 2), tile_overlap_px=64)
+    with caplog.at_level(logging.WARNING, logger="stereocrafter.inpaint_pipeline"):
+        out = pipe(images, mask, settings)
+    assert out.shape == images.shape and pipe.stats.tiles == (2, 2)
+    assert spy.calls[0][1:] == (192, 192) and {c[1:] for c in spy.calls[1:]} == {(128, 128)}
+    assert any("encoding tile by tile" in r.getMessage() for r in caplog.records)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        pipe(images, mask, replace(settings, oom_retry=False))
+
+
+def test_half_precision_encode_that_overflows_is_redone_in_fp32(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The default encodes in the VAE's dtype (bf16 here; fp16 on GPUs); latents that overflow it are recomputed
+    in fp32, as the reference's force_upcast would have, so no inf reaches the UNet."""
+    pipe = StereoInpaintPipeline(tiny_unet(9), tiny_vae().to(torch.bfloat16), tiny_clip(), SCHEDULER_CONFIG)
+    images, mask = make_inputs(2, 40, 72)
+    settings = InpaintSettings(steps=1, tiles=(1, 1))
+    clean = pipe(images, mask, settings)
+    spy = EncodeSpy(pipe.vae, overflow=True)
+    monkeypatch.setattr(pipe.vae, "encode", spy)
+    with caplog.at_level(logging.WARNING, logger="stereocrafter.inpaint_pipeline"):
+        out = pipe(images, mask, settings)
+    assert [c[0] for c in spy.calls] == [torch.bfloat16, torch.float32]
+    assert torch.isfinite(out).all() and any("redone in fp32" in r.getMessage() for r in caplog.records)
+    assert (out - clean).abs().max() < 0.1  # fp32 instead of bf16 latents: the same picture
+    spy.calls.clear()
+    pipe(images, mask, replace(settings, encode_fp32=True))
+    assert [c[0] for c in spy.calls] == [torch.float32]  # the reference's upcast: no half-precision attempt

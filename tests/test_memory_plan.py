@@ -100,9 +100,21 @@ def test_inpaint_budgets_shrink_only_when_needed_and_only_automatic_ones():
     small = plan_inpaint(8 * GIB, weights, (1080, 1920), settings)
     assert small.max_pixel_frames < settings.max_pixel_frames
     assert small.max_decode_pixel_frames < settings.max_decode_pixel_frames
-    fixed = replace(settings, tiles=(2, 2), decode_tiles=(1, 2))
+    fixed = replace(settings, tiles=(2, 2), decode_tiles=(1, 2), encode_full_frame=False)
     assert plan_inpaint(8 * GIB, weights, (1080, 1920), fixed) == fixed
     assert plan_inpaint(8 * GIB, weights, (2160, 3840), settings).max_pixel_frames < small.max_pixel_frames
+
+
+def test_whole_frame_encode_only_where_it_fits():
+    """1080p frames (1920x1088 working) are encoded whole on a 12 GiB card, tile by tile on an 8 GiB one; the
+    fp32 encode needs about twice the memory per pixel."""
+    settings, weights, work = InpaintSettings(), 4_500_000_000, 1920 * 1088
+    assert settings.encode_full_frame and settings.max_full_frame_encode_pixels >= work
+    assert plan_inpaint(12 * GIB, weights, (1080, 1920), settings).max_full_frame_encode_pixels >= work
+    small = plan_inpaint(8 * GIB, weights, (1080, 1920), settings).max_full_frame_encode_pixels
+    assert 0 < small < work
+    fp32 = plan_inpaint(8 * GIB, weights, (1080, 1920), replace(settings, encode_fp32=True))
+    assert fp32.max_full_frame_encode_pixels < small
 
 
 def test_module_bytes_and_no_budget_off_cuda():
