@@ -269,7 +269,7 @@ class InpaintStream:
         generated = self._fit.undo(generated, warped)
         if settings.composite:
             alpha = composite_alpha(hole, settings.composite_dilate_px, settings.composite_feather_px)
-            generated = composite(warped, generated, alpha)
+            generated = composite(warped, generated, alpha, out=generated)  # the decoded chunk is ours to overwrite
         self._assembler.add(chunk, generated)
 
     # -- resuming

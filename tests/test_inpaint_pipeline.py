@@ -18,6 +18,7 @@ from stereocrafter.inpaint_pipeline import (
     InpaintProgress,
     InpaintSettings,
     StereoInpaintPipeline,
+    composite,
     composite_alpha,
     latent_mask,
 )
@@ -102,6 +103,32 @@ def test_composite_alpha_dilates_and_feathers() -> None:
     assert torch.all(alpha[8:13, 8:13] == 1)
     torch.testing.assert_close(alpha[10, 13:16], torch.tensor([0.75, 0.5, 0.25]))
     assert alpha[10, 16] == 0 and alpha[0, 0] == 0
+    soft = hole.float()
+    assert torch.equal(composite_alpha(soft, 2, 3)[0], alpha) and soft.sum() == 1  # a float mask is not written to
+
+
+@pytest.mark.parametrize(("shape", "dilate", "feather"), [((3, 17, 29), 3, 3), ((2, 5, 40), 0, 4), ((1, 9, 9), 6, 1)])
+def test_composite_alpha_equals_max_pooling_the_hole(shape: tuple[int, int, int], dilate: int, feather: int) -> None:
+    # the definition: grow by max pooling (padding ignores pixels outside the frame), then each 3x3 ring weighs less
+    hole = torch.rand(shape, generator=torch.Generator().manual_seed(dilate + feather)) > 0.93
+    grown = hole.float().unsqueeze(1)
+    if dilate:
+        grown = F.max_pool2d(grown, 2 * dilate + 1, stride=1, padding=dilate)
+    expected, ring = grown, grown
+    for k in range(1, feather + 1):
+        ring = F.max_pool2d(ring, 3, stride=1, padding=1)
+        expected = torch.maximum(expected, ring * (1.0 - k / (feather + 1)))
+    assert torch.equal(composite_alpha(hole, dilate, feather), expected.squeeze(1))
+
+
+def test_composite_into_the_generated_frames_is_the_same() -> None:
+    gen = torch.Generator().manual_seed(5)
+    warped, generated = torch.rand(2, 9, 11, 3, generator=gen), torch.rand(2, 9, 11, 3, generator=gen)
+    alpha = torch.rand(2, 9, 11, generator=gen) * (torch.rand(2, 9, 11, generator=gen) > 0.3)
+    expected = composite(warped, generated, alpha)
+    out = composite(warped, generated, alpha, out=generated)
+    assert out.data_ptr() == generated.data_ptr() and torch.equal(out, expected)
+    assert torch.equal(expected[alpha == 0], warped[alpha == 0])
 
 
 def test_fit_pad_and_crop_roundtrip() -> None:
