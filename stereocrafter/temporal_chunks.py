@@ -166,6 +166,7 @@ class ChunkAssembler:
                 f"Chunk {chunk} does not continue the assembled frames [{self.start}, {self.stop}) (chunks must be "
                 "added in plan order, before their frames are taken)."
             )
+        self._raw = None  # this chunk's feedback was taken from it already: free it before the window is rebuilt
         kept = frames.new_empty((0, *frames.shape[1:])) if self._window is None else self._window.to(frames.device)
         keep = chunk.start - self.start
         head = kept[keep:]
@@ -185,7 +186,8 @@ class ChunkAssembler:
         n = stop - self.start
         out, self._window = self._window[:n], self._window[n:]
         if self._raw is not None and stop > self._raw_start:
-            self._raw, self._raw_start = self._raw[stop - self._raw_start :], stop
+            # a copy of the few frames left: a view would keep the whole chunk's storage alive until the next add
+            self._raw, self._raw_start = self._raw[stop - self._raw_start :].clone(), stop
         self.start = stop
         return out
 
