@@ -19,7 +19,6 @@ starts over). At the end the segments are joined without re-encoding, with the s
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import gc
@@ -31,7 +30,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from itertools import zip_longest
@@ -39,7 +37,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import av
-import numpy as np
 import torch
 
 from .anaglyph import ANAGLYPH_METHODS, AnaglyphMethod, make_anaglyph
@@ -66,7 +63,6 @@ from .video_io import (
     TrimWindow,
     VideoInfo,
     VideoReadError,
-    frame_images,
     frames_from_8bit,
     frames_to_8bit,
     mux_segments,
@@ -801,19 +797,6 @@ def _disk_full_hint(path: Path) -> Iterator[None]:
         ) from exc
 
 
-@dataclass
-class _PendingSegment:
-    """A segment on the encoder thread, with what progress.json records once it is written."""
-
-    encoded: Future[None]
-    index: int
-    name: str
-    start: int
-    frames: int
-    state: dict | None  # the inpainting state that continues after it
-    packed_size: tuple[int, int]
-
-
 class _StereoPass:
     """Pass 2: splat, optional inpainting, packing and segment encoding from where ``progress`` stopped."""
 
@@ -839,8 +822,6 @@ class _StereoPass:
         self.shot_ranges: list[list[float]] | None = None  # per-shot depth ranges (None: the clip's ``bounds``)
         self.convergence: list[float] | None = None  # per-shot screen planes (None: settings.warp.convergence)
         self.model: object | None = None  # the inpainting model, once loaded
-        self._encoder: ThreadPoolExecutor | None = None  # encodes one segment while the next chunk computes (run())
-        self._pending: _PendingSegment | None = None
 
     def _splat(
         self, left: torch.Tensor, depth: torch.Tensor, bounds: tuple[float, float], first: int
@@ -924,34 +905,6 @@ class _StereoPass:
             return frames_from_8bit(waited) if eight_bit else waited
 
         timed = functools.partial(_timed_phase, stats.phase_seconds)
-        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sc3d-segment")
-        try:
-            self._run_chunks(stream, eight_bit, pending_left, take_left, timed, report, on_chunk_done, interrupt)
-            with timed("write"):
-                self._record_pending(report, on_chunk_done)
-        except BaseException:
-            self._record_pending_after_error(report, on_chunk_done)
-            raise
-        finally:
-            self._encoder.shutdown(wait=True)
-        if stream is not None:
-            model_stats = getattr(self.model, "stats", None)
-            for phase, seconds in getattr(model_stats, "seconds", {}).items():
-                stats.phase_seconds[f"inpaint:{phase}"] = seconds
-        return self.done
-
-    def _run_chunks(
-        self,
-        stream: InpaintStreamLike | None,
-        eight_bit: bool,
-        pending_left: list[torch.Tensor],
-        take_left: Callable[[int], torch.Tensor],
-        timed: Callable[[str], contextlib.AbstractContextManager[None]],
-        report: _Progress,
-        on_chunk_done: Callable[[int, int], None] | None,
-        interrupt: Callable[[], None] | None,
-    ) -> None:
-        """Read, splat, inpaint and hand each finished run of frames to :meth:`_emit`."""
         frames_iter = read_frames(self.info.path, self.settings.chunk_frames, start=self.done, window=self.info.window)
         chunks = zip_longest(frames_iter, self._depth_chunks())
         position = self.done
@@ -987,6 +940,10 @@ class _StereoPass:
             if right.shape[0]:
                 with timed("write"):
                     self._emit(take_left(right.shape[0]), right, None, report, on_chunk_done)
+            model_stats = getattr(self.model, "stats", None)
+            for phase, seconds in getattr(model_stats, "seconds", {}).items():
+                stats.phase_seconds[f"inpaint:{phase}"] = seconds
+        return self.done
 
     def _emit(
         self,
@@ -996,52 +953,32 @@ class _StereoPass:
         report: _Progress,
         on_chunk_done: Callable[[int, int], None] | None,
     ) -> None:
-        """Pack frames [done, done + n) into the encoder's 8/10-bit images and encode them as the next segment on
-        the encoder thread, while the next chunk computes. The segment before is waited for and recorded first,
-        so one segment's images (~0.3 GB at 1080p full SBS) wait at most, and segments are recorded in order."""
-        self._record_pending(report, on_chunk_done)
-        images, packed_size = _pack_segment(left, right, self.info, self.settings)
-        index = len(self.progress["chunks"])
-        name = f"chunk_{index:05d}.mp4"
-        path = self.work_dir / name
-        assert self._encoder is not None, "_emit runs inside run()"
-        encoded = self._encoder.submit(_write_segment, path, images, packed_size, self.info, self.settings)
-        self._pending = _PendingSegment(encoded, index, name, self.done, left.shape[0], state, packed_size)
-
-    def _record_pending(self, report: _Progress, on_chunk_done: Callable[[int, int], None] | None) -> None:
-        """Wait for the segment being encoded (re-raising its error), then record it (and the inpainting state
+        """Pack and encode frames [done, done + n) as the next segment, then record it (and the inpainting state
         that continues after it) in progress.json."""
-        segment, self._pending = self._pending, None
-        if segment is None:
-            return
+        started = time.perf_counter()
         chunks = self.progress["chunks"]
-        state_name = f"chunk_{segment.index:05d}.state.pt" if segment.state is not None else None
-        with _disk_full_hint(self.work_dir / segment.name):
-            segment.encoded.result()
+        index = len(chunks)
+        name = f"chunk_{index:05d}.mp4"
+        state_name = f"chunk_{index:05d}.state.pt" if state is not None else None
+        with _disk_full_hint(self.work_dir / name):
+            packed_size = _write_segment(self.work_dir / name, left, right, self.info, self.settings)
             if state_name is not None:
                 tmp = self.work_dir / (state_name + ".tmp")
-                torch.save(segment.state, tmp)
+                torch.save(state, tmp)
                 os.replace(tmp, self.work_dir / state_name)
             previous_state = chunks[-1]["state"] if chunks else None
-            chunks.append({"index": segment.index, "start": segment.start, "frames": segment.frames,
-                           "file": segment.name, "state": state_name})  # fmt: skip
+            chunks.append({"index": index, "start": self.done, "frames": left.shape[0], "file": name,
+                           "state": state_name})  # fmt: skip
             _write_json(self.work_dir / "progress.json", self.progress)
-        self._note_odd_size(segment.packed_size)
+        self._note_odd_size(packed_size)
         _trim_c_heap()  # each segment's frames, tiles and encoder buffers are freed now: give their pages back
         if previous_state:
             (self.work_dir / previous_state).unlink(missing_ok=True)
-        self.done += segment.frames
+        self.done += left.shape[0]
+        logger.debug("segment %d: %d frames in %.2f s", index, left.shape[0], time.perf_counter() - started)
         report("stereo", self.done)
         if on_chunk_done is not None:
-            on_chunk_done(segment.index, self.done)
-
-    def _record_pending_after_error(self, report: _Progress, on_chunk_done: Callable[[int, int], None] | None) -> None:
-        """After an error or interrupt elsewhere: keep the segment being encoded if it completes (a rerun resumes
-        after it); its own failure is only logged, as the first error is the one to report."""
-        try:
-            self._record_pending(report, on_chunk_done)
-        except Exception as exc:  # noqa: BLE001 (the error being raised already says what went wrong)
-            logger.warning("the last segment was not kept: %s", exc)
+            on_chunk_done(index, self.done)
 
     def _note_odd_size(self, packed_size: tuple[int, int]) -> None:
         height, width = packed_size
@@ -1104,29 +1041,21 @@ def segment_encoder(settings: ConvertSettings, ten_bit: bool) -> Encoder:
     return choose_encoder(settings.codec, settings.crf, ten_bit, pix_fmt, hardware, anaglyph=anaglyph)
 
 
-def _pack_segment(
-    left: torch.Tensor, right: torch.Tensor, info: VideoInfo, settings: ConvertSettings
-) -> tuple[list[np.ndarray], tuple[int, int]]:
-    """Pack the views ([n, H, W, 3] each, float 0..1) into the encoder's images (:func:`frame_images`, one per
-    frame) and return them with the packed frame size (height, width)."""
-    images: list[np.ndarray] = []
-    size = (0, 0)
+def _write_segment(
+    path: Path, left: torch.Tensor, right: torch.Tensor, info: VideoInfo, settings: ConvertSettings
+) -> tuple[int, int]:
+    """Pack the views ([n, H, W, 3] each) and encode them as one segment to ``path``, via a temporary name so that a
+    listed segment is always complete. Returns the packed frame size (height, width)."""
+    tmp = path.with_name(path.stem + ".tmp.mp4")
+    writer = None
     for start in range(0, left.shape[0], COMPOSE_FRAMES):
         packed = compose(left[start : start + COMPOSE_FRAMES], right[start : start + COMPOSE_FRAMES], settings)
-        size = (packed.shape[1], packed.shape[2])
-        images += frame_images(packed, info.bit_depth > 8)
-    return images, size
-
-
-def _write_segment(
-    path: Path, images: list[np.ndarray], size: tuple[int, int], info: VideoInfo, settings: ConvertSettings
-) -> None:
-    """Encode :func:`_pack_segment`'s images (packed frames of ``size``, (height, width)) as one segment to ``path``,
-    via a temporary name so that a listed segment is always complete."""
-    tmp = path.with_name(path.stem + ".tmp.mp4")
-    ten_bit = info.bit_depth > 8
-    encoder = segment_encoder(settings, ten_bit)
-    writer = SegmentWriter(tmp, size[1], size[0], info.fps, settings.codec, settings.crf, ten_bit, encoder)
-    writer.write_images(images)
+        if writer is None:
+            size = (packed.shape[1], packed.shape[2])
+            ten_bit = info.bit_depth > 8
+            encoder = segment_encoder(settings, ten_bit)
+            writer = SegmentWriter(tmp, size[1], size[0], info.fps, settings.codec, settings.crf, ten_bit, encoder)
+        writer.write(packed)
     writer.close()
     os.replace(tmp, path)
+    return size

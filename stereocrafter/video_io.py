@@ -343,20 +343,6 @@ def pad_to_even(frames: torch.Tensor) -> torch.Tensor:
     return frames
 
 
-def frame_images(frames: torch.Tensor, ten_bit: bool) -> list[np.ndarray]:
-    """[n, H, W, 3] float 0..1 → n encoder images [H', W', 3] (padded to even, :func:`pad_to_even`): uint8 (rgb24),
-    or uint16 (rgb48le) when ``ten_bit``; rounded to nearest."""
-    images = []
-    # One frame at a time: the float copies of a whole chunk (clamp, scale) cost ~0.8 GB at 16 × 2560×720.
-    for single in frames.split(1):
-        single = pad_to_even(single.clamp(0.0, 1.0))
-        if ten_bit:
-            images.append((single[0] * 65535.0 + 0.5).to(torch.int32).to(torch.uint16).numpy())
-        else:
-            images.append((single[0] * 255.0 + 0.5).to(torch.uint8).numpy())
-    return images
-
-
 class SegmentWriter:
     """Encode frames to one video-only segment file (H.264 or H.265, CRF, yuv420p or yuv420p10le).
 
@@ -388,14 +374,16 @@ class SegmentWriter:
 
     def write(self, frames: torch.Tensor) -> None:
         """Encode [n, H, W, 3] float 0..1 frames."""
-        for single in frames.split(1):  # one frame's float copies at a time
-            self.write_images(frame_images(single, self.ten_bit))
-
-    def write_images(self, images: list[np.ndarray]) -> None:
-        """Encode :func:`frame_images`' images (of this writer's ``ten_bit``). PyAV encodes without the GIL, so
-        this can run on a thread of its own."""
-        for image in images:
-            frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if self.ten_bit else "rgb24")
+        # One frame at a time: the float copies of a whole chunk (clamp, scale) cost ~0.8 GB at 16 × 2560×720.
+        for single in frames.split(1):
+            single = pad_to_even(single.clamp(0.0, 1.0))
+            if self.ten_bit:
+                image = (single[0] * 65535.0 + 0.5).to(torch.int32).to(torch.uint16).numpy()
+                fmt = "rgb48le"
+            else:
+                image = (single[0] * 255.0 + 0.5).to(torch.uint8).numpy()
+                fmt = "rgb24"
+            frame = av.VideoFrame.from_ndarray(image, format=fmt)
             frame.pts = self.frames_written
             self._mux(self.stream.encode(frame))
             self.frames_written += 1
