@@ -267,6 +267,33 @@ def test_resume_after_interruption(small, tmp_path):
 
 
 @needs_clip
+def test_cancel_keeps_finished_segments(small, tmp_path):
+    """A cancel (the ``interrupt`` check, as ComfyUI's) before the second chunk keeps the first segment: the rerun
+    continues after it and gives the uninterrupted run's frames."""
+    source, depth = small
+    output = tmp_path / "out.mp4"
+    settings = ConvertSettings(chunk_frames=4)
+    checks = []
+
+    def cancel_at_second_chunk() -> None:
+        checks.append(1)
+        if len(checks) == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        convert_video(source, output, depth, settings, interrupt=cancel_at_second_chunk)
+    work_dir, _ = work_paths(output)
+    progress = json.loads((work_dir / "progress.json").read_text())
+    assert [chunk["frames"] for chunk in progress["chunks"]] == [4]
+    assert probe_video(work_dir / "chunk_00000.mp4").frame_count == 4
+    computed: list[int] = []
+    convert_video(source, output, depth, settings, on_chunk_done=_record(computed))
+    assert computed == [1, 2]
+    fresh = convert_video(source, tmp_path / "fresh.mp4", depth, settings)
+    assert (_decode(output) - _decode(fresh)).abs().max() < 1e-6
+
+
+@needs_clip
 def test_changed_settings_start_over(small, tmp_path):
     source, depth = small
     output = tmp_path / "out.mp4"
