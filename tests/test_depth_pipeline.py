@@ -250,7 +250,9 @@ def test_single_key_attention_is_the_same_math(model_dirs: tuple[Path, Path]) ->
     default = VideoDepthPipeline.from_folders(
         *model_dirs, dtype=torch.float32, device="cpu", single_key_attention=False
     )
-    torch.testing.assert_close(shortcut(frames, fast()), default(frames, fast()), atol=1e-5, rtol=0)
+    # fp32 rounding of two orders of the same sums, through the steps and the clip's min-max normalisation: 1.5e-5
+    # on some CPUs (the kernels differ by instruction set); a wrong shortcut changes the depth by orders more
+    torch.testing.assert_close(shortcut(frames, fast()), default(frames, fast()), atol=1e-4, rtol=0)
 
 
 def test_offload_and_profile(parts: tuple[DepthCrafterUNet, SVDComponents]) -> None:
