@@ -47,6 +47,7 @@ from svd_architecture import (  # noqa: E402
 
 from stereocrafter.compiled_svd import compile_unet_blocks, compile_vae, decompile  # noqa: E402
 from stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline  # noqa: E402
+from stereocrafter.svd_preprocess import module_dtype  # noqa: E402
 
 REFERENCE = {  # reference figures (brief): seconds per frame, peak GiB
     "1024x512 t1": (0.342, 12.1),
@@ -209,18 +210,13 @@ def levers(
         rows.append((name, ms, peak, diff, per))
         print(f"LEVER {name:52} {ms:9.1f} ms  {ms / per:7.2f} ms/frame  peak+{peak:6.2f} GiB  diff {diff}", flush=True)
 
-    def unet_inputs(batch: int) -> tuple[torch.Tensor, ...]:
+    def unet_inputs(batch: int, lh: int = h, lw: int = w) -> tuple[torch.Tensor, ...]:
+        """UNet inputs for ``batch`` tiles of latent size lh x lw (default: a 576x1024 tile)."""
         g = torch.Generator(device).manual_seed(1)
-        x = torch.randn(batch, frames, 9, h, w, generator=g, device=device).to(dtype)
+        x = torch.randn(batch, frames, 9, lh, lw, generator=g, device=device).to(dtype)
         e = torch.randn(batch, 1, cross, generator=g, device=device).to(dtype)
         ids = torch.tensor([[6.0, 127.0, 0.0]], device=device, dtype=dtype).repeat(batch, 1)
         return x, e, ids
-
-    def unet_inputs_at(lh: int, lw: int) -> tuple[torch.Tensor, ...]:
-        g = torch.Generator(device).manual_seed(1)
-        x = torch.randn(1, frames, 9, lh, lw, generator=g, device=device).to(dtype)
-        e = torch.randn(1, 1, cross, generator=g, device=device).to(dtype)
-        return x, e, torch.tensor([[6.0, 127.0, 0.0]], device=device, dtype=dtype)
 
     t = torch.tensor(0.25 * 3.0, device=device)
     torch.backends.cudnn.benchmark = False
@@ -255,7 +251,7 @@ def levers(
     if "encode" in sections:
         encode_levers(pipe, tiny, t0, budget_s, record)
     if "lean" in sections:
-        lean_unet_levers(pipe, tiny, t0, budget_s, record, unet_inputs_at)
+        lean_unet_levers(pipe, tiny, t0, budget_s, record, partial(unet_inputs, 1))
 
     shapes = {
         "tile 1088x1024": (1088 // 8 // scale, 1024 // 8 // scale),
@@ -336,8 +332,6 @@ def encode_levers(pipe: StereoInpaintPipeline, tiny: bool, t0: float, budget_s: 
             record(f"encode {label} {pipe.dtype} (VAE dtype)", time_ms(partial(encode, half)), peak, out, ref, 1)
             if label.startswith("tile"):
                 kernel_profile(partial(encode, half), top=8, label=f"VAE encode 1 frame {label}, {pipe.dtype}")
-            from stereocrafter.svd_preprocess import module_dtype
-
             with module_dtype(pipe.vae, torch.bfloat16):
                 out, peak = peak_extra_gib(partial(encode, half))
                 record(f"encode {label} bf16", time_ms(partial(encode, half)), peak, out, ref, 1)
