@@ -238,7 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--split-shots", type=int, metavar="FRAMES", help="also split shots longer than this inside "
                        "the shot (not seam-free: depth windows and range restart there)")  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="log every segment")
-    parser.add_argument("--stats", type=Path, help="write each pass's time and GPU memory peaks here as JSON")
+    parser.add_argument(
+        "--stats", type=Path,
+        help="write each pass's time, its parts' seconds and GPU memory peaks here as JSON (the inpainting then "
+        "synchronises the GPU around each of its phases, so their seconds are exact)",
+    )  # fmt: skip
     return parser
 
 

@@ -462,8 +462,9 @@ class StereoInpaintPipeline:
         self.clip_size = clip_size
         self.stats = RunStats()
         self.out_device = torch.device("cpu")  # where decoded frames go (set per chunk: the input frames' device)
-        # Benchmarks: synchronise CUDA around phases so stats.seconds are exact; with phase_peaks also record
-        # per-phase peak memory (this resets the device's peak-memory counter, so a caller's own peak is lost).
+        # Benchmarks and the CLI's --stats: synchronise CUDA around phases so stats.seconds are exact; with
+        # phase_peaks also record per-phase peak memory (this resets the device's peak-memory counter, so a caller's
+        # own peak is lost).
         self.sync_timing = False
         self.phase_peaks = False
         self.compiled = False  # set by compile()
