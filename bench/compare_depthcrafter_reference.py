@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from tiny_models import PREPROCESSOR_CONFIG, make_depthcrafter_folder, make_svd_folder  # noqa: E402
 
-from stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size  # noqa: E402
+from stereocrafter.depth.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size  # noqa: E402
 
 
 def import_reference(path: Path, workdir: Path) -> tuple[type, type]:

@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from tiny_wan_models import make_stereocrafter2_folder, make_wan_base_folder  # noqa: E402
 
-from stereocrafter.inpaint2_pipeline import Inpaint2Settings, load_stereocrafter2  # noqa: E402
+from stereocrafter.inpaint.inpaint2_pipeline import Inpaint2Settings, load_stereocrafter2  # noqa: E402
 
 
 def make_clip(frames: int, height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline  # noqa: E402
+from stereocrafter.inpaint.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline  # noqa: E402
 from tests.tiny_models import PREPROCESSOR_CONFIG, SCHEDULER_CONFIG, tiny_clip, tiny_unet, tiny_vae  # noqa: E402
 
 REFERENCE_FILES = ("pipelines/stereo_video_inpainting.py", "inpainting_inference.py")

@@ -43,9 +43,9 @@ from svd_architecture import (  # noqa: E402
     time_ms,
 )
 
-from stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size  # noqa: E402
-from stereocrafter.depthcrafter_unet import DepthCrafterUNet  # noqa: E402
-from stereocrafter.svd_components import SVDComponents  # noqa: E402
+from stereocrafter.depth.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size  # noqa: E402
+from stereocrafter.depth.depthcrafter_unet import DepthCrafterUNet  # noqa: E402
+from stereocrafter.svd.svd_components import SVDComponents  # noqa: E402
 
 GIB = 1024**3
 STAGES = ("clip", "vae_encode", "unet", "vae_decode")  # timed by VideoDepthPipeline(profile=True)
@@ -83,21 +83,23 @@ class Variant:
     ff_chunk_rows: int | None = None
     channels_last: bool = False
     compile_unet: bool = False
-    compile_blocks: bool = False  # stereocrafter.compiled_svd.compile_unet_blocks (regional compile of the UNet)
-    compile_vae: bool = False  # stereocrafter.compiled_svd.compile_vae (encoder + temporal decoder, dynamic shapes)
+    compile_blocks: bool = False  # stereocrafter.svd.compiled_svd.compile_unet_blocks (regional compile of the UNet)
+    compile_vae: bool = False  # stereocrafter.svd.compiled_svd.compile_vae (encoder + temporal decoder, dynamic shapes)
     cudnn_benchmark: bool = False
     encode_chunk: int = 8
     decode_chunk: int = 8
     temporal_conv_2d: bool = False
     offload: bool = False
-    single_key: bool = False  # stereocrafter.single_key_attention (the pipeline's default; off = diffusers' kernels)
+    # stereocrafter.svd.single_key_attention (the pipeline's default; off = diffusers' kernels)
+    single_key: bool = False
     vae_channels_last: bool = False  # VAE 2-D conv weights in channels_last (inductor then keeps NHWC activations)
     compile_mode: str | None = None  # torch.compile mode for the compiled variants (None = default)
     compile_whole_unet: bool = False  # torch.compile the whole UNet (one graph) instead of its blocks
     compile_options: tuple[tuple[str, object], ...] = ()  # Inductor options of the compiled variants (not with mode)
-    frames_major: bool = True  # compiled: stereocrafter.frames_major_blocks in the UNet and VAE (the default)
+    frames_major: bool = True  # compiled: stereocrafter.svd.frames_major_blocks in the UNet and VAE (the default)
     frames_major_decoder: bool = True  # ... in the VAE decoder too (the default since 2026-12-01)
-    lean_blocks: int | None = None  # stereocrafter.lean_unet pieces (the pipeline's default is 8; None: plain blocks)
+    # stereocrafter.svd.lean_unet pieces (the pipeline's default is 8; None: plain blocks)
+    lean_blocks: int | None = None
 
     @property
     def compiles(self) -> bool:
@@ -122,7 +124,8 @@ VARIANTS = {
     # The node configurations of today (single-key cross-attention), eager and compiled, and levers on top of fast2k.
     "opt2k": Variant(batch_cfg=False, ff_chunk_rows=1 << 16, single_key=True),
     "fast2k": FAST2K,
-    # The CLI's eager default since 2026-12-04: + stereocrafter.lean_unet (resident, and moved per stage as the CLI).
+    # The CLI's eager default since 2026-12-04: + stereocrafter.svd.lean_unet (resident, and moved per stage as the
+    # CLI).
     "opt2k_lean": Variant(batch_cfg=False, ff_chunk_rows=1 << 16, single_key=True, lean_blocks=8),
     "opt2k_lean_offload": Variant(batch_cfg=False, ff_chunk_rows=1 << 16, single_key=True, lean_blocks=8, offload=True),
     "fast2k_cl": replace(FAST2K, channels_last=True),
@@ -235,9 +238,9 @@ def run_one(
 def make_pipe(
     unet: DepthCrafterUNet, svd: SVDComponents, variant: Variant, device: torch.device, dtype: torch.dtype
 ) -> VideoDepthPipeline:
-    from stereocrafter.compiled_svd import compile_unet_blocks, compile_vae, decompile, shareable_ff_chunking
-    from stereocrafter.depthcrafter_unet import set_conv_memory_format
-    from stereocrafter.frames_major_blocks import use_frames_major_blocks
+    from stereocrafter.depth.depthcrafter_unet import set_conv_memory_format
+    from stereocrafter.svd.compiled_svd import compile_unet_blocks, compile_vae, decompile, shareable_ff_chunking
+    from stereocrafter.svd.frames_major_blocks import use_frames_major_blocks
 
     torch.backends.cudnn.benchmark = variant.cudnn_benchmark
     decompile(unet)
@@ -324,7 +327,7 @@ def cuda_ms(fn: object, iters: int = 5) -> float:
 @torch.inference_mode()
 def probe(unet: DepthCrafterUNet, svd: SVDComponents, size: tuple[int, int], frames: int) -> None:
     """Where the time goes: 3-D vs 2-D temporal conv, then the top CUDA kernels of one UNet pass and one decode."""
-    from stereocrafter.depthcrafter_unet import _conv3d_as_conv2d
+    from stereocrafter.depth.depthcrafter_unet import _conv3d_as_conv2d
 
     torch.backends.cudnn.benchmark = True
     h, w = size[0] // 8, size[1] // 8
@@ -370,9 +373,9 @@ def levers(
     resident weights. Every lever is undone before the next one."""
     import copy
 
-    from stereocrafter.compiled_svd import compile_unet_blocks, compile_vae, decompile
-    from stereocrafter.depthcrafter_unet import chunk_feed_forward
-    from stereocrafter.lean_attention import lean_attention
+    from stereocrafter.depth.depthcrafter_unet import chunk_feed_forward
+    from stereocrafter.svd.compiled_svd import compile_unet_blocks, compile_vae, decompile
+    from stereocrafter.svd.lean_attention import lean_attention
 
     device = next(unet.parameters()).device
     dtype = next(unet.parameters()).dtype

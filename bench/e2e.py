@@ -246,7 +246,7 @@ def run_config(name: str, clip: Path, models: Path, work: Path, extra: list[str]
 
 def frame_difference(a: Path, b: Path) -> tuple[float, float]:
     """(max, mean) absolute difference of two videos' frames, 0..1."""
-    from stereocrafter.video_io import read_frames
+    from stereocrafter.video.video_io import read_frames
 
     worst, total, count = 0.0, 0.0, 0
     for x, y in zip(read_frames(a, 8), read_frames(b, 8), strict=True):

@@ -5,7 +5,7 @@ The default conversion runs eager (``--compile auto`` compiles only long clips),
 - the temporal decode of 2 frames of one 1088x1024 decode tile (1920x1080 decodes as 1x2 tiles);
 - the DepthCrafter UNet on one 70-frame window at 1024x576 (one CFG pass).
 
-Each is timed with diffusers' blocks and with :mod:`stereocrafter.frames_major_blocks` (no layout permutes,
+Each is timed with diffusers' blocks and with :mod:`stereocrafter.svd.frames_major_blocks` (no layout permutes,
 two-stage GroupNorm statistics, the temporal convolutions as GEMMs), and the decode also with channels-last
 weights; the table gives ms per call, the ratio, peak memory above the weights and the max abs difference.
 
@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from svd_architecture import build_vae_and_clip, max_diff, peak_extra_gib, place, svd_unet_config, time_ms  # noqa: E402
 
-from stereocrafter.frames_major_blocks import use_frames_major_blocks  # noqa: E402
-from stereocrafter.lean_attention import lean_attention  # noqa: E402
-from stereocrafter.single_key_attention import use_single_key_cross_attention  # noqa: E402
+from stereocrafter.svd.frames_major_blocks import use_frames_major_blocks  # noqa: E402
+from stereocrafter.svd.lean_attention import lean_attention  # noqa: E402
+from stereocrafter.svd.single_key_attention import use_single_key_cross_attention  # noqa: E402
 
 
 def unet(in_channels: int, device: torch.device, dtype: torch.dtype, tiny: bool) -> torch.nn.Module:

@@ -2,7 +2,7 @@
 sizes: 3840x1080 and 7680x2160 are what a full-SBS film writes; --sizes changes them).
 
 Each run encodes the same moving synthetic frames (float RGB in, as the converter hands them over, so the RGB →
-YUV conversion is included) with the converter's settings for that encoder (:func:`stereocrafter.encoders.
+YUV conversion is included) with the converter's settings for that encoder (:func:`stereocrafter.video.encoders.
 choose_encoder`: CRF / CQ 18, 4:2:0 8-bit, or 10-bit with --ten-bit). NVENC rows need an NVIDIA GPU with NVENC;
 elsewhere they are reported as unavailable, with the reason.
 
@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stereocrafter.encoders import choose_encoder  # noqa: E402
-from stereocrafter.video_io import SegmentWriter  # noqa: E402
+from stereocrafter.video.encoders import choose_encoder  # noqa: E402
+from stereocrafter.video.video_io import SegmentWriter  # noqa: E402
 
 RUNS = [("h264", "off"), ("h264", "on"), ("h265", "off"), ("h265", "on")]
 

@@ -1,5 +1,5 @@
-"""Benchmark of the model-free hole fill (stereocrafter/hole_fill.py): ms/frame at 1080p on the CPU and the GPU, and
-the fill's error on a synthetic scene whose right view is known.
+"""Benchmark of the model-free hole fill (stereocrafter/warp/hole_fill.py): ms/frame at 1080p on the CPU and the GPU,
+and the fill's error on a synthetic scene whose right view is known.
 
     PYTHONUNBUFFERED=1 python3 bench/hole_fill.py [--frames 8] [--repeats 10] [--sizes 1920x1080,3840x2160]
 
@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stereocrafter.hole_fill import fill_holes, hole_mask  # noqa: E402
-from stereocrafter.stereo_warp import WarpSettings, warp_to_right_eye  # noqa: E402
+from stereocrafter.warp.hole_fill import fill_holes, hole_mask  # noqa: E402
+from stereocrafter.warp.stereo_warp import WarpSettings, warp_to_right_eye  # noqa: E402
 
 TARGET_GPU_1080P_MS = 2.0
 

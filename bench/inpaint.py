@@ -45,9 +45,9 @@ from svd_architecture import (  # noqa: E402
     time_ms,
 )
 
-from stereocrafter.compiled_svd import compile_unet_blocks, compile_vae, decompile  # noqa: E402
-from stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline  # noqa: E402
-from stereocrafter.svd_preprocess import module_dtype  # noqa: E402
+from stereocrafter.inpaint.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline  # noqa: E402
+from stereocrafter.svd.compiled_svd import compile_unet_blocks, compile_vae, decompile  # noqa: E402
+from stereocrafter.svd.svd_preprocess import module_dtype  # noqa: E402
 
 REFERENCE = {  # reference figures (brief): seconds per frame, peak GiB
     "1024x512 t1": (0.342, 12.1),
@@ -194,7 +194,7 @@ def levers(
     2x2 tiles, guidance 1.0) and one temporal-decode call (2 frames of a 1088x1024 decode tile, as 1920x1080 is
     decoded by default, and of the whole 1920x1024 frame, as the 1920x1024 rows decode), against the eager path
     (PyTorch's SDPA order, cudnn.benchmark off), with max abs output difference and peak memory above the weights."""
-    from stereocrafter.lean_attention import lean_attention
+    from stereocrafter.svd.lean_attention import lean_attention
 
     unet, vae = pipe.unet, pipe.vae
     device, dtype = pipe.device, pipe.dtype
@@ -346,9 +346,9 @@ def encode_levers(pipe: StereoInpaintPipeline, tiny: bool, t0: float, budget_s: 
 def lean_unet_levers(
     pipe: StereoInpaintPipeline, tiny: bool, t0: float, budget_s: float, record: Any, inputs: Any
 ) -> None:
-    """One 23-frame UNet call with diffusers' blocks and with ``use_lean_blocks`` (stereocrafter/lean_unet.py), at
+    """One 23-frame UNet call with diffusers' blocks and with ``use_lean_blocks`` (stereocrafter/svd/lean_unet.py), at
     the 2x2 grid's 608x1024 tile and at the 1x2 grid's 1088x1024 tile of 1920x1080: time and peak memory."""
-    from stereocrafter.lean_unet import use_lean_blocks
+    from stereocrafter.svd.lean_unet import use_lean_blocks
 
     scale = 8 if tiny else 1
     frames = 23 if not tiny else 3
@@ -475,7 +475,7 @@ def main() -> None:
         "1080 chunk g1.0 2x2 batch4": (full, chunk, InpaintSettings(tiles=(2, 2), tile_batch=4), ""),
         "1080 chunk g1.0 1x2": (full, chunk, InpaintSettings(tiles=(1, 2)), ""),
         "1080p clip defaults g1.01": (full, args.long_frames, InpaintSettings(guidance_scale=1.01), ""),
-        # torch.compile (stereocrafter.compiled_svd: UNet blocks + VAE encoder/decoder); each runs twice, the first
+        # torch.compile (stereocrafter.svd.compiled_svd: UNet blocks + VAE encoder/decoder); each runs twice, the first
         # call ("[compile]") includes compilation. lean_vae_attention off: the pipeline swaps the VAE's attention
         # processors per call under it, which would recompile the decoder every call.
         "1920 g1.0 compiled": (large, chunk, replace(faithful2, **g1), "compiled"),

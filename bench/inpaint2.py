@@ -59,7 +59,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stereocrafter.inpaint2_pipeline import (  # noqa: E402
+from stereocrafter.inpaint.inpaint2_pipeline import (  # noqa: E402
     PROMPT_MAX_TOKENS,
     WEIGHTS_MODES,
     Inpaint2Settings,

@@ -1,5 +1,5 @@
-"""Benchmark of the light depth model (stereocrafter/light_depth.py): s/frame and peak GPU memory of Depth Anything
-V2 Small's architecture (random weights, the real sizes: DINOv2 ViT-S/14, 24.8 M parameters) on 1080p frames,
+"""Benchmark of the light depth model (stereocrafter/depth/light_depth.py): s/frame and peak GPU memory of Depth
+Anything V2 Small's architecture (random weights, the real sizes: DINOv2 ViT-S/14, 24.8 M parameters) on 1080p frames,
 model + preprocessing + stabilisation + upsampling, as the converter's depth pass runs it.
 
     PYTHONUNBUFFERED=1 python3 bench/light_depth.py [--frames 48] [--batch 8] [--dtype fp16] [--model DIR]
@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stereocrafter.light_depth import LightDepthPipeline, LightDepthSettings, flicker  # noqa: E402
+from stereocrafter.depth.light_depth import LightDepthPipeline, LightDepthSettings, flicker  # noqa: E402
 
 DEPTHCRAFTER_COMPILED_S_PER_FRAME = 0.163
 TARGET_SPEEDUP, TARGET_GIB = 10.0, 4.0

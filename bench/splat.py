@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stereocrafter import splat_cuda  # noqa: E402
-from stereocrafter.splatting import EPS, MAX_WEIGHT_EXPONENT, ZBUFFER_BASE, forward_splat, splat_torch  # noqa: E402
+from stereocrafter.warp import splat_cuda  # noqa: E402
+from stereocrafter.warp.splatting import EPS, MAX_WEIGHT_EXPONENT, ZBUFFER_BASE, forward_splat, splat_torch  # noqa: E402
 
 SIZES = ((1024, 576), (1920, 1080), (3840, 2160))
 #: Forward-Warp's CUDA kernel (the reference implementation), ms/frame on an H100 at SIZES.

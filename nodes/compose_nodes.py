@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..stereocrafter.anaglyph import ANAGLYPH_METHODS, make_anaglyph
-from ..stereocrafter.packing import LAYOUTS, RESIZE_FILTERS, pack_stereo
+from ..stereocrafter.compose.anaglyph import ANAGLYPH_METHODS, make_anaglyph
+from ..stereocrafter.compose.packing import LAYOUTS, RESIZE_FILTERS, pack_stereo
 from .schema_fields import extra_fields
 
 CATEGORY = "StereoCrafter3D/output"

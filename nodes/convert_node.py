@@ -9,7 +9,7 @@ import comfy.model_management as model_management
 import folder_paths
 from comfy_api.latest import Input, io, ui
 
-from ..stereocrafter.anaglyph import ANAGLYPH_METHODS
+from ..stereocrafter.compose.anaglyph import ANAGLYPH_METHODS
 from ..stereocrafter.convert import (
     HOLE_MODES,
     OUTPUT_LAYOUTS,
@@ -20,17 +20,17 @@ from ..stereocrafter.convert import (
     convert_video,
     work_paths,
 )
-from ..stereocrafter.depth_pipeline import (
+from ..stereocrafter.depth.depth_pipeline import (
     DEPTH_PRESETS,
     DepthSettings,
     VideoDepthPipeline,
     processing_size,
     working_memory_bytes,
 )
-from ..stereocrafter.inpaint_model import InpaintModel, InpaintOptions, check_inpaint_model
-from ..stereocrafter.scenes import parse_cuts
-from ..stereocrafter.stereo_warp import WarpSettings
-from ..stereocrafter.video_io import CODECS, probe_video
+from ..stereocrafter.inpaint.inpaint_model import InpaintModel, InpaintOptions, check_inpaint_model
+from ..stereocrafter.video.scenes import parse_cuts
+from ..stereocrafter.video.video_io import CODECS, probe_video
+from ..stereocrafter.warp.stereo_warp import WarpSettings
 from . import comfy_runtime
 from .depth_nodes import DepthCrafterModel, fit_depth_to_gpu
 from .inpaint_nodes import StereoCrafterModel

@@ -8,17 +8,17 @@ import comfy.model_management as model_management
 import torch
 from comfy_api.latest import io
 
-from ..stereocrafter.depth_pipeline import (
+from ..stereocrafter.depth.depth_pipeline import (
     DEPTH_PRESETS,
     DepthSettings,
     VideoDepthPipeline,
     processing_size,
     working_memory_bytes,
 )
-from ..stereocrafter.depthcrafter_unet import load_depthcrafter_unet
+from ..stereocrafter.depth.depthcrafter_unet import load_depthcrafter_unet
 from ..stereocrafter.memory_plan import GIB, fit_resident_depth, gpu_budget_bytes
 from ..stereocrafter.model_sources import DEPTHCRAFTER, SVD
-from ..stereocrafter.svd_components import load_svd_components
+from ..stereocrafter.svd.svd_components import load_svd_components
 from . import comfy_runtime
 from .loader_inputs import compile_wanted, model_folder_input, shared_loader_inputs
 from .managed_model import ManagedPipeline, choose_dtype

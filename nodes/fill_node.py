@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..stereocrafter.hole_fill import BLEND_PIXELS, MIN_COVERAGE, clean_occlusion, fill_holes
-from ..stereocrafter.stereo_warp import check_frames
+from ..stereocrafter.warp.hole_fill import BLEND_PIXELS, MIN_COVERAGE, clean_occlusion, fill_holes
+from ..stereocrafter.warp.stereo_warp import check_frames
 from . import comfy_runtime
 from .schema_fields import extra_fields
 

@@ -1,7 +1,7 @@
 """LoadStereoCrafter2: StereoCrafter2's Wan2.1-VACE-14B inpainter for StereoInpaint and Convert Video to 3D.
 
 Its output is the same SC3D_STEREOCRAFTER type as LoadStereoCrafter's, so both consumers take either model; they
-go through the model's :class:`~..stereocrafter.inpaint_model.InpaintModel` interface.
+go through the model's :class:`~..stereocrafter.inpaint.inpaint_model.InpaintModel` interface.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import comfy.model_management as model_management
 import torch
 from comfy_api.latest import io
 
-from ..stereocrafter.inpaint2_pipeline import (
+from ..stereocrafter.inpaint.inpaint2_pipeline import (
     WEIGHTS_MODES,
     WORKING_BYTES,
     check_wan_base,

@@ -9,16 +9,16 @@ import comfy.model_management as model_management
 import torch
 from comfy_api.latest import io
 
-from ..stereocrafter.inpaint_model import InpaintOptions, check_inpaint_model
-from ..stereocrafter.inpaint_pipeline import (
+from ..stereocrafter.inpaint.inpaint_model import InpaintOptions, check_inpaint_model
+from ..stereocrafter.inpaint.inpaint_pipeline import (
     DEFAULT_PIXEL_FRAMES,
     InpaintProgress,
     InpaintSettings,
     StereoInpaintPipeline,
 )
-from ..stereocrafter.inpaint_unet import load_inpaint_unet
+from ..stereocrafter.inpaint.inpaint_unet import load_inpaint_unet
 from ..stereocrafter.model_sources import STEREOCRAFTER, SVD
-from ..stereocrafter.svd_components import load_svd_components
+from ..stereocrafter.svd.svd_components import load_svd_components
 from . import comfy_runtime
 from .loader_inputs import compile_wanted, model_folder_input, shared_loader_inputs
 from .managed_model import ManagedPipeline, choose_dtype

@@ -7,7 +7,7 @@ import comfy.model_management as model_management
 import torch
 from comfy_api.latest import io
 
-from ..stereocrafter.light_depth import (
+from ..stereocrafter.depth.light_depth import (
     LightDepthPipeline,
     LightDepthSettings,
     processing_size,

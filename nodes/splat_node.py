@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..stereocrafter.disparity import DISPARITY_UNITS
-from ..stereocrafter.preview import splat_preview_grid
-from ..stereocrafter.stereo_warp import WarpSettings, warp_to_right_eye
+from ..stereocrafter.compose.preview import splat_preview_grid
+from ..stereocrafter.warp.disparity import DISPARITY_UNITS
+from ..stereocrafter.warp.stereo_warp import WarpSettings, warp_to_right_eye
 from . import comfy_runtime
 from .schema_fields import extra_fields
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..stereocrafter.video_io import TrimWindow
+from ..stereocrafter.video.video_io import TrimWindow
 from .safe_paths import resolve_input_file
 
 

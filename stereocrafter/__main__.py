@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from .convert import OUTPUT_LAYOUTS, ConvertSettings, DepthStage, InpaintStage, PassStats, ProgressFn, convert_video
-from .encoders import PIX_FMTS
 from .model_files import ModelFilesError
 from .model_sources import (
     DEPTH_ANYTHING,
@@ -38,13 +37,14 @@ from .model_sources import (
     default_models_root,
     find_model_dirs,
 )
-from .scenes import read_scenes_file
-from .stereo_warp import WarpSettings
-from .video_io import VideoReadError, probe_video
+from .video.encoders import PIX_FMTS
+from .video.scenes import read_scenes_file
+from .video.video_io import VideoReadError, probe_video
+from .warp.stereo_warp import WarpSettings
 
 if TYPE_CHECKING:
-    from .depth_pipeline import VideoDepthPipeline
-    from .inpaint_pipeline import StereoInpaintPipeline
+    from .depth.depth_pipeline import VideoDepthPipeline
+    from .inpaint.inpaint_pipeline import StereoInpaintPipeline
 
 logger = logging.getLogger("stereocrafter")
 
@@ -330,14 +330,14 @@ def _stages(args: argparse.Namespace) -> tuple[DepthStage | None, InpaintStage |
 
     The model modules are imported here, not at the top: they import diffusers (~0.3 GB of RAM), which a
     conversion with --depth and --no-inpaint never needs."""
-    from .depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size
-    from .depthcrafter_unet import load_depthcrafter_unet
-    from .inpaint_model import InpaintOptions
-    from .inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
-    from .inpaint_unet import load_inpaint_unet
-    from .lean_unet import DEFAULT_CHUNKS
+    from .depth.depth_pipeline import DepthSettings, VideoDepthPipeline, processing_size
+    from .depth.depthcrafter_unet import load_depthcrafter_unet
+    from .inpaint.inpaint_model import InpaintOptions
+    from .inpaint.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
+    from .inpaint.inpaint_unet import load_inpaint_unet
     from .memory_plan import DepthPlan, module_bytes, plan_depth, plan_inpaint
-    from .svd_components import load_svd_components
+    from .svd.lean_unet import DEFAULT_CHUNKS
+    from .svd.svd_components import load_svd_components
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = args.precision if args.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
@@ -445,9 +445,9 @@ def _inpaint2_stage(
     """StereoCrafter2 as the conversion's inpainting stage: bf16 on CUDA (the reference's dtype), fp32 on the CPU
     (bf16 convolutions there were 15x slower on the tiny test models) unless --precision says otherwise; the
     transformer's blocks streamed from the CPU when it does not fit the GPU budget (--gpu-memory)."""
-    from .inpaint2_pipeline import StereoCrafter2Pipeline, check_wan_base, find_stereocrafter2_transformer
-    from .inpaint2_pipeline import load_stereocrafter2 as load
-    from .inpaint_model import InpaintOptions
+    from .inpaint.inpaint2_pipeline import StereoCrafter2Pipeline, check_wan_base, find_stereocrafter2_transformer
+    from .inpaint.inpaint2_pipeline import load_stereocrafter2 as load
+    from .inpaint.inpaint_model import InpaintOptions
 
     precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     dtype = PRECISIONS[precision]
@@ -475,7 +475,7 @@ def _inpaint2_stage(
 
 def _light_depth_stage(folder: Path, device: torch.device, dtype: torch.dtype, precision: str) -> DepthStage:
     """Depth Anything per frame, stabilised over time (:mod:`.light_depth`), as the conversion's depth stage."""
-    from .light_depth import LightDepthPipeline, LightDepthSettings
+    from .depth.light_depth import LightDepthPipeline, LightDepthSettings
 
     settings = LightDepthSettings()
     return DepthStage(

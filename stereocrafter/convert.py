@@ -39,24 +39,21 @@ from typing import TYPE_CHECKING, Any, Literal
 import av
 import torch
 
-from .anaglyph import ANAGLYPH_METHODS, AnaglyphMethod, make_anaglyph
-from .depth_file import DepthFileWriter, read_depth_file
-from .disparity import DISPARITY_UNITS, check_disparity_fits, depth_bounds, max_disparity_pixels
-from .encoders import HARDWARE_MODES, PIX_FMTS, Encoder, Hardware, choose_encoder
-from .hole_fill import fill_holes
-from .job_lock import JobLock
-from .packing import LAYOUT_SUFFIXES, LAYOUTS, RESIZE_FILTERS, Layout, ResizeFilter, pack_stereo
-from .scenes import check_cuts, detect_cuts, scenes_path, shot_segments, split_by_segments, write_scenes_file
-from .shot_depth import (
+from .compose.anaglyph import ANAGLYPH_METHODS, AnaglyphMethod, make_anaglyph
+from .compose.packing import LAYOUT_SUFFIXES, LAYOUTS, RESIZE_FILTERS, Layout, ResizeFilter, pack_stereo
+from .compose.spatial_media import inject_vr180, vr180_sbs
+from .depth.shot_depth import (
     ShotRangeAccumulator,
     frame_convergence,
     frame_ranges,
     normalize_per_frame,
     shot_convergence,
 )
-from .spatial_media import inject_vr180, vr180_sbs
-from .stereo_warp import WarpSettings, depth_channels_mean, warp_to_right_eye
-from .video_io import (
+from .job_lock import JobLock
+from .video.depth_file import DepthFileWriter, read_depth_file
+from .video.encoders import HARDWARE_MODES, PIX_FMTS, Encoder, Hardware, choose_encoder
+from .video.scenes import check_cuts, detect_cuts, scenes_path, shot_segments, split_by_segments, write_scenes_file
+from .video.video_io import (
     CODECS,
     Codec,
     SegmentWriter,
@@ -70,10 +67,13 @@ from .video_io import (
     probe_video,
     read_frames,
 )
+from .warp.disparity import DISPARITY_UNITS, check_disparity_fits, depth_bounds, max_disparity_pixels
+from .warp.hole_fill import fill_holes
+from .warp.stereo_warp import WarpSettings, depth_channels_mean, warp_to_right_eye
 
 if TYPE_CHECKING:  # the model modules import diffusers (~0.3 GB of RAM), which a model-free conversion never needs
-    from .depth_pipeline import DepthSettings, VideoDepthPipeline
-    from .inpaint_model import InpaintModel, InpaintStreamLike
+    from .depth.depth_pipeline import DepthSettings, VideoDepthPipeline
+    from .inpaint.inpaint_model import InpaintModel, InpaintStreamLike
 
 logger = logging.getLogger(__name__)
 
@@ -615,7 +615,7 @@ def convert_video(
         torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
     if device.type == "cuda":
-        from .splat_cuda import cuda_splat_ready
+        from .warp.splat_cuda import cuda_splat_ready
 
         cuda_splat_ready()  # a first run builds the kernel in the background while the depth pass runs
 
@@ -860,7 +860,7 @@ class _StereoPass:
     def _inpaint_stream(
         self, stage: InpaintStage, report: _Progress, interrupt: Callable[[], None] | None, stats: PassStats
     ) -> InpaintStreamLike:
-        from .inpaint_model import check_inpaint_model, check_settings
+        from .inpaint.inpaint_model import check_inpaint_model, check_settings
 
         chunks = self.progress["chunks"]
         state = None

@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .depth_pipeline import DepthSettings, stage_memory_bytes
-from .inpaint_pipeline import DEFAULT_DECODE_PIXEL_FRAMES, DEFAULT_PIXEL_FRAMES, InpaintSettings
+from .depth.depth_pipeline import DepthSettings, stage_memory_bytes
+from .inpaint.inpaint_pipeline import DEFAULT_DECODE_PIXEL_FRAMES, DEFAULT_PIXEL_FRAMES, InpaintSettings
 
 GIB = 1024**3
 #: Kept free for the allocator's fragmentation and for cuDNN/cuBLAS workspaces (measured reserved − allocated).
@@ -243,7 +243,7 @@ def sc2_working_bytes(
     """StereoCrafter2's working bytes per stage for one chunk: ``encode`` (one tile through the VAE encoder),
     ``transformer`` (one tile's forward), ``decode`` (the chunk's blended latents through the VAE decoder, plus its
     output [F, 3, H', W'] in bf16 and our fp32 conversions). ``frame_size`` (h, w) px."""
-    from .inpaint2_pipeline import plan_tile_axis
+    from .inpaint.inpaint2_pipeline import plan_tile_axis
 
     base = spatial * patch
     rows = plan_tile_axis(frame_size[0], tiles[0], tile_overlap_px, base)

@@ -49,11 +49,11 @@ from typing import Any
 
 import torch
 
+from .compose.spatial_media import inject_vr180
 from .convert import JOB_TAG_KEY, ConvertSettings, DepthStage, InpaintStage, output_job_tag, resolve_output_path
 from .job_lock import JobLock
-from .scenes import check_cuts, detect_cuts, scenes_path, shot_segments, write_scenes_file
-from .spatial_media import inject_vr180
-from .video_io import TrimWindow, _open, _video_stream, mux_segments, output_format, probe_video
+from .video.scenes import check_cuts, detect_cuts, scenes_path, shot_segments, write_scenes_file
+from .video.video_io import TrimWindow, _open, _video_stream, mux_segments, output_format, probe_video
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stereocrafter.anaglyph import make_anaglyph
+from stereocrafter.compose.anaglyph import make_anaglyph
 
 
 def _pixel(r: float, g: float, b: float) -> torch.Tensor:

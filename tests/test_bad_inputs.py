@@ -12,9 +12,9 @@ import torch
 
 from stereocrafter.__main__ import build_parser, main
 from stereocrafter.convert import ConvertSettings, convert_video, work_paths
-from stereocrafter.inpaint_pipeline import InpaintSettings
-from stereocrafter.stereo_warp import WarpSettings
-from stereocrafter.video_io import probe_video, read_frames
+from stereocrafter.inpaint.inpaint_pipeline import InpaintSettings
+from stereocrafter.video.video_io import probe_video, read_frames
+from stereocrafter.warp.stereo_warp import WarpSettings
 from tests.test_video_io import _moving, _ramp_depth, _write
 
 # --- --tiles --------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""stereocrafter.compiled_svd without running a compiled graph (compilation takes minutes on a CPU): which modules are
-compiled, that decompile restores them, and that the class-level feed-forward chunking keeps the math."""
+"""stereocrafter.svd.compiled_svd without running a compiled graph (compilation takes minutes on a CPU): which modules
+are compiled, that decompile restores them, and that the class-level feed-forward chunking keeps the math."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import torch
 from diffusers.models.resnet import SpatioTemporalResBlock
 from tiny_models import tiny_unet_config, tiny_vae
 
-from stereocrafter.compiled_svd import (
+from stereocrafter.depth.depthcrafter_unet import DepthCrafterUNet, chunk_feed_forward
+from stereocrafter.svd.compiled_svd import (
     RowChunkedFeedForward,
     compile_unet_blocks,
     compile_vae,
@@ -15,8 +16,7 @@ from stereocrafter.compiled_svd import (
     is_compiled,
     shareable_ff_chunking,
 )
-from stereocrafter.depthcrafter_unet import DepthCrafterUNet, chunk_feed_forward
-from stereocrafter.frames_major_blocks import FramesMajorSpatioTemporalResBlock
+from stereocrafter.svd.frames_major_blocks import FramesMajorSpatioTemporalResBlock
 
 
 def _unet() -> DepthCrafterUNet:

@@ -17,9 +17,9 @@ import torch
 import stereocrafter.convert as convert_module
 from stereocrafter.__main__ import main
 from stereocrafter.convert import ConvertSettings, convert_video, splat_chunk, work_paths
-from stereocrafter.hole_fill import fill_holes
-from stereocrafter.stereo_warp import WarpSettings, warp_to_right_eye
-from stereocrafter.video_io import VideoReadError, probe_video, read_frames
+from stereocrafter.video.video_io import VideoReadError, probe_video, read_frames
+from stereocrafter.warp.hole_fill import fill_holes
+from stereocrafter.warp.stereo_warp import WarpSettings, warp_to_right_eye
 
 REPO = Path(__file__).resolve().parent.parent
 CLIP = REPO.parent / "shared/data/davis_rollercoaster.mp4"

@@ -18,10 +18,10 @@ from tiny_models import make_depthcrafter_folder, make_stereocrafter_folder, mak
 from stereocrafter import convert as convert_module
 from stereocrafter.__main__ import main
 from stereocrafter.convert import ConvertSettings, DepthStage, InpaintStage, convert_video, work_paths
-from stereocrafter.depth_file import read_depth_file
-from stereocrafter.depth_pipeline import DepthSettings, VideoDepthPipeline
-from stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
-from stereocrafter.video_io import probe_video, read_frames
+from stereocrafter.depth.depth_pipeline import DepthSettings, VideoDepthPipeline
+from stereocrafter.inpaint.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
+from stereocrafter.video.depth_file import read_depth_file
+from stereocrafter.video.video_io import probe_video, read_frames
 
 FRAMES, HEIGHT, WIDTH, FPS = 20, 64, 96, 24
 # Small windows and chunks so that a 20-frame clip has several DepthCrafter windows and inpainting chunks, none of
@@ -203,7 +203,7 @@ def test_cli_depth_preset(models, options, expected):
 
 
 def test_cli_compile_is_ignored_on_the_cpu(models, caplog, one_torch_thread):
-    from stereocrafter.compiled_svd import is_compiled
+    from stereocrafter.svd.compiled_svd import is_compiled
 
     with caplog.at_level("WARNING", logger="stereocrafter"):
         depth_stage, inpaint_stage = _cli_stages(models, "--compile", "--device", "cpu")
@@ -216,9 +216,9 @@ def test_cli_compile_is_ignored_on_the_cpu(models, caplog, one_torch_thread):
 def test_cli_compile_reaches_both_models_on_cuda(models, monkeypatch, one_torch_thread):
     """--compile --device cuda: VideoDepthPipeline(compile=True) and StereoInpaintPipeline.compile() (the modules stay
     on the CPU here and no compiled graph runs: compiling takes minutes)."""
-    import stereocrafter.depth_pipeline as depth_pipeline
+    import stereocrafter.depth.depth_pipeline as depth_pipeline
     import stereocrafter.model_files as model_files
-    from stereocrafter.compiled_svd import is_compiled
+    from stereocrafter.svd.compiled_svd import is_compiled
 
     class CpuDepthPipeline(VideoDepthPipeline):
         def __init__(self, unet, components, device, dtype, **kwargs) -> None:  # noqa: ANN001

@@ -12,15 +12,15 @@ from test_convert import _encode
 from test_convert_models import DEPTH, INPAINT, SETTINGS, _stages, models, source  # noqa: F401 (fixtures)
 from test_scenes import FIRST_SHOT, needs_clip, two_shot_frames
 
-import stereocrafter.inpaint_stream as inpaint_stream_module
+import stereocrafter.inpaint.inpaint_stream as inpaint_stream_module
 from stereocrafter import convert as convert_module
 from stereocrafter.__main__ import main
 from stereocrafter.convert import ConvertSettings, convert_video, work_paths
-from stereocrafter.depth_file import read_depth_file
-from stereocrafter.depth_pipeline import VideoDepthPipeline
-from stereocrafter.disparity import normalize_depth
-from stereocrafter.scenes import scenes_path
-from stereocrafter.video_io import read_frames
+from stereocrafter.depth.depth_pipeline import VideoDepthPipeline
+from stereocrafter.video.depth_file import read_depth_file
+from stereocrafter.video.scenes import scenes_path
+from stereocrafter.video.video_io import read_frames
+from stereocrafter.warp.disparity import normalize_depth
 
 
 class Interrupt(Exception):
@@ -223,7 +223,7 @@ def test_automatic_convergence_follows_each_shots_median(tmp_path, monkeypatch):
 
 def test_comfort_limit_lowers_the_parallax_to_a_share_of_the_width():
     from stereocrafter.convert import comfort_limited
-    from stereocrafter.stereo_warp import WarpSettings
+    from stereocrafter.warp.stereo_warp import WarpSettings
 
     wide = ConvertSettings(WarpSettings(max_disparity=3, disparity_unit="percent of width"), max_parallax_percent=4)
     limited = comfort_limited(wide, 1920)  # 3 % = 57.6 px each way = 6 % in all > 4 %: 38.4 px

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stereocrafter.depth_pipeline import (
+from stereocrafter.depth.depth_pipeline import (
     DepthSettings,
     VideoDepthPipeline,
     blend_weights,
@@ -25,13 +25,13 @@ from stereocrafter.depth_pipeline import (
     stitch_window,
     working_memory_bytes,
 )
-from stereocrafter.depthcrafter_unet import (
+from stereocrafter.depth.depthcrafter_unet import (
     DepthCrafterUNet,
     chunk_feed_forward,
     load_depthcrafter_unet,
     temporal_convs_as_2d,
 )
-from stereocrafter.svd_components import SVDComponents, load_svd_components
+from stereocrafter.svd.svd_components import SVDComponents, load_svd_components
 from tests.tiny_models import make_depthcrafter_folder, make_svd_folder, tiny_unet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -518,14 +518,14 @@ def test_compile_marks_unet_blocks_and_decoder(model_dirs: tuple[Path, Path]) ->
     from diffusers.models.attention import BasicTransformerBlock
     from diffusers.models.resnet import AlphaBlender, ResnetBlock2D, SpatioTemporalResBlock
 
-    from stereocrafter.compiled_svd import RowChunkedFeedForward, is_compiled, is_unet_block
-    from stereocrafter.frames_major_blocks import FramesMajorSpatioTemporalResBlock, SplitGroupNorm
+    from stereocrafter.svd.compiled_svd import RowChunkedFeedForward, is_compiled, is_unet_block
+    from stereocrafter.svd.frames_major_blocks import FramesMajorSpatioTemporalResBlock, SplitGroupNorm
 
     unet, svd = load_depthcrafter_unet(model_dirs[0], torch.float32), load_svd_components(model_dirs[1], torch.float32)
     eager = VideoDepthPipeline(unet, svd, device="cpu", dtype=torch.float32, ff_chunk_rows=7)
     assert not eager.compiled and not is_compiled(unet) and not is_compiled(svd.vae)
     lean = [m for m in unet.modules() if isinstance(m, BasicTransformerBlock | ResnetBlock2D | AlphaBlender)]
-    assert lean and all("forward" in m.__dict__ for m in lean)  # eager: stereocrafter.lean_unet's pieces
+    assert lean and all("forward" in m.__dict__ for m in lean)  # eager: stereocrafter.svd.lean_unet's pieces
     pipe = VideoDepthPipeline(unet, svd, device="cpu", dtype=torch.float32, compile=True, ff_chunk_rows=7)
     assert pipe.compiled
     assert not any("forward" in m.__dict__ for m in lean)  # per-instance forwards would split the shared graphs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stereocrafter.disparity import depth_to_disparity, max_disparity_pixels, normalize_depth
+from stereocrafter.warp.disparity import depth_to_disparity, max_disparity_pixels, normalize_depth
 
 
 def test_normalisation_is_over_the_whole_clip_not_per_frame() -> None:

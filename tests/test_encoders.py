@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from stereocrafter import encoders
-from stereocrafter.encoders import choose_encoder, encoder_opens
-from stereocrafter.video_io import SegmentWriter
+from stereocrafter.video import encoders
+from stereocrafter.video.encoders import choose_encoder, encoder_opens
+from stereocrafter.video.video_io import SegmentWriter
 
 no_nvenc_here = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine may have NVENC")
 
@@ -27,7 +27,7 @@ def fresh_log():
 @no_nvenc_here
 def test_auto_falls_back_to_x264_on_a_machine_without_nvenc(caplog, fresh_log):
     assert encoder_opens("h264_nvenc", "yuv420p") is not None  # in the build, but no GPU opens it
-    with caplog.at_level(logging.INFO, logger="stereocrafter.encoders"):
+    with caplog.at_level(logging.INFO, logger="stereocrafter.video.encoders"):
         encoder = choose_encoder("h264", 18, False)
     assert (encoder.name, encoder.pix_fmt, encoder.options, encoder.hardware) == (
         "libx264", "yuv420p", {"crf": "18"}, False

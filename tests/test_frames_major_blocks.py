@@ -1,5 +1,5 @@
-"""stereocrafter.frames_major_blocks: the compile-friendly GroupNorm, temporal convolution and spatio-temporal ResNet
-block compute what diffusers' modules compute (float64, so any difference beyond rounding is a wrong formula)."""
+"""stereocrafter.svd.frames_major_blocks: the compile-friendly GroupNorm, temporal convolution and spatio-temporal
+ResNet block compute what diffusers' modules compute (float64, so any difference beyond rounding is a wrong formula)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from diffusers.models.resnet import SpatioTemporalResBlock
 from tiny_models import tiny_unet_config, tiny_vae
 
-from stereocrafter.depthcrafter_unet import DepthCrafterUNet
-from stereocrafter.frames_major_blocks import (
+from stereocrafter.depth.depthcrafter_unet import DepthCrafterUNet
+from stereocrafter.svd.frames_major_blocks import (
     FramesMajorSpatioTemporalResBlock,
     SplitGroupNorm,
     _split_count,
@@ -136,9 +136,9 @@ def test_a_second_copy_of_the_package_gets_its_own_op() -> None:
     """ComfyUI imports the pack under its folder's name: a second copy's op must not replace this one's."""
     import importlib.util
 
-    import stereocrafter.frames_major_blocks as ours
+    import stereocrafter.svd.frames_major_blocks as ours
 
-    spec = importlib.util.spec_from_file_location("Other-Pack.stereocrafter.frames_major_blocks", ours.__file__)
+    spec = importlib.util.spec_from_file_location("Other-Pack.stereocrafter.svd.frames_major_blocks", ours.__file__)
     other = importlib.util.module_from_spec(spec)
     other.__package__ = "Other-Pack.stereocrafter"
     spec.loader.exec_module(other)
@@ -152,7 +152,7 @@ def test_old_torch_gets_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Before torch 2.4 there is no custom_op: compile=True names the version and the fix, not an AttributeError."""
     import importlib.util
 
-    import stereocrafter.frames_major_blocks as ours
+    import stereocrafter.svd.frames_major_blocks as ours
 
     monkeypatch.delattr(torch.library, "custom_op")
     spec = importlib.util.spec_from_file_location("old_torch_copy.frames_major_blocks", ours.__file__)

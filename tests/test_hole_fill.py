@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stereocrafter.hole_fill import EMPTY_COVERAGE, clean_occlusion, fill_holes, hole_mask
-from stereocrafter.stereo_warp import WarpSettings, warp_to_right_eye
+from stereocrafter.warp.hole_fill import EMPTY_COVERAGE, clean_occlusion, fill_holes, hole_mask
+from stereocrafter.warp.stereo_warp import WarpSettings, warp_to_right_eye
 
 BACKGROUND = torch.tensor([0.2, 0.4, 0.6])
 SQUARE = torch.tensor([0.9, 0.1, 0.1])
@@ -141,7 +141,7 @@ def test_cli_no_inpaint_fills_the_holes_unless_black(tmp_path):
     import av
 
     from stereocrafter.__main__ import main
-    from stereocrafter.video_io import read_frames
+    from stereocrafter.video.video_io import read_frames
 
     left, depth = _scene(frames=4)
     for name, clip in (("in.mp4", left), ("depth.mp4", depth[..., None].expand(-1, -1, -1, 3))):
@@ -174,8 +174,8 @@ def test_warp_settings_min_coverage_cleans_the_mask_and_zero_keeps_the_reference
     assert torch.equal(cleaned.occlusion, clean_occlusion(reference.occlusion, 0.5))
     assert not torch.equal(cleaned.occlusion, reference.occlusion)  # the zebra was there to clean
     # 1 - clamp(coverage) exactly by default: the splat's own mask.
-    from stereocrafter.disparity import depth_to_disparity
-    from stereocrafter.splatting import splat_torch
+    from stereocrafter.warp.disparity import depth_to_disparity
+    from stereocrafter.warp.splatting import splat_torch
 
     _, raw = splat_torch(left, depth_to_disparity(depth, 20.0, 0.0, False))
     assert torch.equal(reference.occlusion, raw)

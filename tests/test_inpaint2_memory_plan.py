@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stereocrafter.inpaint2_pipeline import (
+from stereocrafter.inpaint.inpaint2_pipeline import (
     Inpaint2Settings,
     Inpaint2Stream,
     load_stereocrafter2,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stereocrafter.inpaint2_pipeline import (
+from stereocrafter.inpaint.inpaint2_pipeline import (
     Inpaint2Settings,
     Inpaint2Stream,
     check_wan_base,

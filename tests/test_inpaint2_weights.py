@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stereocrafter.inpaint2_pipeline import (
+from stereocrafter.inpaint.inpaint2_pipeline import (
     Inpaint2Settings,
     Inpaint2Stream,
     choose_offload,
@@ -86,7 +86,7 @@ def test_fp8_composes_with_group_offloading(folders: tuple[Path, Path]) -> None:
 
 
 def test_offload_auto_counts_the_smaller_weights(folders: tuple[Path, Path], pipe) -> None:  # noqa: ANN001
-    from stereocrafter import inpaint2_pipeline as v2
+    from stereocrafter.inpaint import inpaint2_pipeline as v2
 
     base, sc2 = folders
     fp8 = load_stereocrafter2(sc2, base, dtype=torch.bfloat16, weights="fp8")

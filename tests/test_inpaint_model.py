@@ -1,5 +1,5 @@
-"""One inpainting interface for StereoCrafter v1 and v2 (stereocrafter/inpaint_model.py): the protocol, settings from
-the shared options, shot cuts and interrupts in the v2 stream, the converter and the command line with
+"""One inpainting interface for StereoCrafter v1 and v2 (stereocrafter/inpaint/inpaint_model.py): the protocol,
+settings from the shared options, shot cuts and interrupts in the v2 stream, the converter and the command line with
 ``--inpaint-model stereocrafter2`` end to end on tiny random Wan models (CPU)."""
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from tiny_wan_models import make_stereocrafter2_folder, make_wan_base_folder
 from stereocrafter import convert as convert_module
 from stereocrafter.__main__ import main
 from stereocrafter.convert import ConvertSettings, InpaintStage, convert_video, work_paths
-from stereocrafter.inpaint2_pipeline import (
+from stereocrafter.inpaint.inpaint2_pipeline import (
     Inpaint2Settings,
     StereoCrafter2Pipeline,
     load_stereocrafter2,
     plan_chunks2_in_shots,
 )
-from stereocrafter.inpaint_model import InpaintModel, InpaintOptions, InpaintStreamLike, check_settings
-from stereocrafter.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
-from stereocrafter.video_io import probe_video
+from stereocrafter.inpaint.inpaint_model import InpaintModel, InpaintOptions, InpaintStreamLike, check_settings
+from stereocrafter.inpaint.inpaint_pipeline import InpaintSettings, StereoInpaintPipeline
+from stereocrafter.video.video_io import probe_video
 
 FRAMES, HEIGHT, WIDTH = 12, 32, 48
 # Chunks of 5 frames overlapping 2 on a 12-frame clip: four chunks, none aligned with the converter's 4-frame chunks.
@@ -232,7 +232,7 @@ def test_cli_names_v1_folder_given_as_v2_and_the_reverse(models, clips, tmp_path
         main([*base, "--inpaint-model", "stereocrafter2", "--stereocrafter2", "StereoCrafter"])
     assert "StereoCrafter v1" in capsys.readouterr().err
     # The reverse fails when the weights load (the v1 loader reads the folder then): named by the library.
-    from stereocrafter.inpaint_unet import load_inpaint_unet
+    from stereocrafter.inpaint.inpaint_unet import load_inpaint_unet
     from stereocrafter.model_files import ModelFilesError
 
     with pytest.raises(ModelFilesError, match="Wan-VACE transformer .StereoCrafter2.*--inpaint-model stereocrafter2"):
@@ -292,7 +292,7 @@ def test_download_patterns_take_only_what_v2_uses() -> None:
 def test_cli_v2_memory_options_reach_the_loader_and_the_job(models, clips, monkeypatch, tiling, low_cpu) -> None:
     """--inpaint2-vae-tiling goes into the settings (and into the job id when forced: it changes pixels);
     --inpaint2-low-cpu-mem into load_stereocrafter2."""
-    import stereocrafter.inpaint2_pipeline as inpaint2
+    import stereocrafter.inpaint.inpaint2_pipeline as inpaint2
     from stereocrafter.__main__ import _stages, build_parser
 
     calls = []

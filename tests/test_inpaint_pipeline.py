@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stereocrafter.inpaint_pipeline import (
+from stereocrafter.inpaint.inpaint_pipeline import (
     DECODE_PROGRESS_SHARE,
     FRAMES_MAJOR_DECODE_MEMORY,
     MAX_SDPA_BATCH,
@@ -22,10 +22,10 @@ from stereocrafter.inpaint_pipeline import (
     composite_alpha,
     latent_mask,
 )
-from stereocrafter.inpaint_unet import load_inpaint_unet
-from stereocrafter.lean_attention import lean_attention
+from stereocrafter.inpaint.inpaint_unet import load_inpaint_unet
+from stereocrafter.inpaint.tiling import plan_tiles
 from stereocrafter.model_files import ModelFilesError
-from stereocrafter.tiling import plan_tiles
+from stereocrafter.svd.lean_attention import lean_attention
 from tests.tiny_models import (
     SCHEDULER_CONFIG,
     make_depthcrafter_folder,
@@ -405,8 +405,8 @@ def test_compile_marks_unet_blocks_and_decoder_and_skips_lean_attention(
     """compile() compiles the UNet's repeated blocks and the VAE decoder only; a compiled pipeline never swaps the
     VAE's attention processors (lean_vae_attention), which would recompile the decoder on every chunk. No compiled
     graph runs here (compiling takes minutes on a CPU): the modules are decompiled before the run, the flag stays."""
-    import stereocrafter.inpaint_stream as inpaint_stream
-    from stereocrafter.compiled_svd import UNET_BLOCK_CLASSES, decompile, is_compiled
+    import stereocrafter.inpaint.inpaint_stream as inpaint_stream
+    from stereocrafter.svd.compiled_svd import UNET_BLOCK_CLASSES, decompile, is_compiled
 
     calls: list[torch.nn.Module] = []
     real = inpaint_stream.lean_attention
@@ -432,7 +432,7 @@ def test_compile_marks_unet_blocks_and_decoder_and_skips_lean_attention(
     decompile(pipe.unet)
     decompile(pipe.vae)
     calls.clear()
-    with caplog.at_level(logging.DEBUG, logger="stereocrafter.inpaint_pipeline"):
+    with caplog.at_level(logging.DEBUG, logger="stereocrafter.inpaint.inpaint_pipeline"):
         pipe(images, mask, settings)
         pipe(images, mask, settings)
     assert calls == []
@@ -483,7 +483,7 @@ def test_whole_frame_encode_out_of_memory_goes_tile_by_tile(
     spy = EncodeSpy(pipe.vae, oom_above=128 * 128)
     monkeypatch.setattr(pipe.vae, "encode", spy)
     settings = InpaintSettings(steps=1, tiles=(2, 2), tile_overlap_px=64)
-    with caplog.at_level(logging.WARNING, logger="stereocrafter.inpaint_pipeline"):
+    with caplog.at_level(logging.WARNING, logger="stereocrafter.inpaint.inpaint_pipeline"):
         out = pipe(images, mask, settings)
     assert out.shape == images.shape and pipe.stats.tiles == (2, 2)
     assert spy.calls[0][1:] == (192, 192) and {c[1:] for c in spy.calls[1:]} == {(128, 128)}
@@ -503,7 +503,7 @@ def test_half_precision_encode_that_overflows_is_redone_in_fp32(
     clean = pipe(images, mask, settings)
     spy = EncodeSpy(pipe.vae, overflow=True)
     monkeypatch.setattr(pipe.vae, "encode", spy)
-    with caplog.at_level(logging.WARNING, logger="stereocrafter.inpaint_pipeline"):
+    with caplog.at_level(logging.WARNING, logger="stereocrafter.inpaint.inpaint_pipeline"):
         out = pipe(images, mask, settings)
     assert [c[0] for c in spy.calls] == [torch.bfloat16, torch.float32]
     assert torch.isfinite(out).all() and any("redone in fp32" in r.getMessage() for r in caplog.records)

@@ -11,9 +11,9 @@ from functools import cache
 import pytest
 import torch
 
-from stereocrafter.inpaint_pipeline import Fit, InpaintProgress, InpaintSettings, StereoInpaintPipeline
-from stereocrafter.inpaint_stream import InpaintStream
-from stereocrafter.temporal_chunks import final_frames, plan_chunks
+from stereocrafter.inpaint.inpaint_pipeline import Fit, InpaintProgress, InpaintSettings, StereoInpaintPipeline
+from stereocrafter.inpaint.inpaint_stream import InpaintStream
+from stereocrafter.inpaint.temporal_chunks import final_frames, plan_chunks
 from tests.tiny_models import SCHEDULER_CONFIG, tiny_clip, tiny_unet, tiny_vae
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

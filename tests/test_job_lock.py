@@ -19,8 +19,8 @@ import pytest
 from stereocrafter.__main__ import main
 from stereocrafter.convert import ConvertSettings, convert_video, work_paths
 from stereocrafter.job_lock import JobLock, JobLockedError, lock_path
-from stereocrafter.stereo_warp import WarpSettings
-from stereocrafter.video_io import probe_video, read_frames
+from stereocrafter.video.video_io import probe_video, read_frames
+from stereocrafter.warp.stereo_warp import WarpSettings
 from tests.test_video_io import _moving, _ramp_depth, _write
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""stereocrafter.lean_unet and DepthCrafterUNet's own up pass: the memory-lean execution computes what diffusers'
+"""stereocrafter.svd.lean_unet and DepthCrafterUNet's own up pass: the memory-lean execution computes what diffusers'
 blocks compute (float64, so any difference beyond rounding is a wrong slice or a wrong blend)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import torch
 from diffusers import UNetSpatioTemporalConditionModel
 from diffusers.models.resnet import AlphaBlender
 
-from stereocrafter.depthcrafter_unet import DepthCrafterUNet
-from stereocrafter.lean_unet import use_lean_blocks
+from stereocrafter.depth.depthcrafter_unet import DepthCrafterUNet
+from stereocrafter.svd.lean_unet import use_lean_blocks
 from tests.tiny_models import tiny_unet_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stereocrafter.light_depth import (
+from stereocrafter.depth.light_depth import (
     MODEL_FILES,
     LightDepthPipeline,
     LightDepthSettings,
@@ -157,7 +157,7 @@ def _write_clip(path: Path, frames: np.ndarray, fps: int = 24) -> None:
 
 def test_cli_depth_anything_without_any_other_model(tiny_model, tmp_path):
     from stereocrafter.__main__ import main
-    from stereocrafter.video_io import probe_video, read_frames
+    from stereocrafter.video.video_io import probe_video, read_frames
 
     models = tmp_path / "models"
     (models / "depth_anything").mkdir(parents=True)

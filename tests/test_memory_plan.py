@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import torch
 
-from stereocrafter.depth_pipeline import DepthSettings, stage_memory_bytes, working_memory_bytes
-from stereocrafter.inpaint_pipeline import InpaintSettings
+from stereocrafter.depth.depth_pipeline import DepthSettings, stage_memory_bytes, working_memory_bytes
+from stereocrafter.inpaint.inpaint_pipeline import InpaintSettings
 from stereocrafter.memory_plan import (
     GIB,
     fit_resident_depth,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stereocrafter.depthcrafter_unet import load_depthcrafter_unet
+from stereocrafter.depth.depthcrafter_unet import load_depthcrafter_unet
 from stereocrafter.model_files import (
     ModelFilesError,
     find_depthcrafter_folder,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stereocrafter.packing import LAYOUTS, pack_stereo
+from stereocrafter.compose.packing import LAYOUTS, pack_stereo
 
 
 def _pair(t: int = 2, h: int = 4, w: int = 6) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,8 +28,8 @@ from stereocrafter.parallel import (
     trim_between,
     work_folder,
 )
-from stereocrafter.scenes import scenes_path
-from stereocrafter.video_io import probe_video, read_frames
+from stereocrafter.video.scenes import scenes_path
+from stereocrafter.video.video_io import probe_video, read_frames
 
 SECOND_CUT = 56  # shot 3 (shot 1's frames again) starts here
 FRAMES = 82

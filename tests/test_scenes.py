@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from stereocrafter.depth_pipeline import plan_windows
-from stereocrafter.scenes import (
+from stereocrafter.depth.depth_pipeline import plan_windows
+from stereocrafter.inpaint.temporal_chunks import plan_chunks, plan_chunks_in_shots
+from stereocrafter.video.scenes import (
     detect_cuts,
     parse_cuts,
     read_scenes_file,
@@ -20,8 +21,7 @@ from stereocrafter.scenes import (
     split_by_segments,
     write_scenes_file,
 )
-from stereocrafter.temporal_chunks import plan_chunks, plan_chunks_in_shots
-from stereocrafter.video_io import TrimWindow, VideoReadError
+from stereocrafter.video.video_io import TrimWindow, VideoReadError
 
 CLIP = Path(__file__).resolve().parent.parent.parent / "shared/data/davis_rollercoaster.mp4"
 needs_clip = pytest.mark.skipif(not CLIP.exists(), reason=f"{CLIP} is missing (the shared test clip)")

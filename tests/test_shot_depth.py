@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stereocrafter.shot_depth import ShotRangeAccumulator, frame_ranges, normalize_per_frame
+from stereocrafter.depth.shot_depth import ShotRangeAccumulator, frame_ranges, normalize_per_frame
 
 
 def test_percentile_ranges_per_shot_match_numpy_and_ignore_stray_pixels():

@@ -7,8 +7,8 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from tiny_models import tiny_unet_config
 
-from stereocrafter.depthcrafter_unet import DepthCrafterUNet
-from stereocrafter.single_key_attention import SingleKeyCrossAttnProcessor, use_single_key_cross_attention
+from stereocrafter.depth.depthcrafter_unet import DepthCrafterUNet
+from stereocrafter.svd.single_key_attention import SingleKeyCrossAttnProcessor, use_single_key_cross_attention
 
 
 def _unet() -> DepthCrafterUNet:

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from stereocrafter.__main__ import main
-from stereocrafter.spatial_media import equirect_180, inject_vr180, read_spherical
-from stereocrafter.video_io import SegmentWriter
+from stereocrafter.compose.spatial_media import equirect_180, inject_vr180, read_spherical
+from stereocrafter.video.video_io import SegmentWriter
 
 
 def _ffmpeg_side_data(path: Path) -> dict[str, bytes]:

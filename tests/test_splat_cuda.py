@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from stereocrafter import splat_cuda
-from stereocrafter.splatting import EPS, MAX_WEIGHT_EXPONENT, ZBUFFER_BASE, splat_torch
+from stereocrafter.warp import splat_cuda
+from stereocrafter.warp.splatting import EPS, MAX_WEIGHT_EXPONENT, ZBUFFER_BASE, splat_torch
 
 
 def _cuda_toolkit() -> str | None:
@@ -238,7 +238,7 @@ def test_bad_inputs_are_value_errors() -> None:
 # Run in a child process: a crash while raising a C++ exception fails this test instead of pytest.
 _CHECKS_CHILD = """
 import math, torch
-from stereocrafter import splat_cuda
+from stereocrafter.warp import splat_cuda
 module = splat_cuda.load_splat_extension()
 assert module is not None
 dev = "cuda" if torch.cuda.is_available() else "cpu"

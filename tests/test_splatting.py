@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from stereocrafter.splatting import forward_splat, splat_torch
+from stereocrafter.warp.splatting import forward_splat, splat_torch
 
 
 def loop_splat(frames: torch.Tensor, disparity: torch.Tensor, reference_edges: bool):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stereocrafter.preview import colorize_depth, splat_preview_grid
-from stereocrafter.stereo_warp import WarpSettings, warp_to_right_eye
+from stereocrafter.compose.preview import colorize_depth, splat_preview_grid
+from stereocrafter.warp.stereo_warp import WarpSettings, warp_to_right_eye
 
 
 def _clip(t: int = 5, h: int = 12, w: int = 20) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,8 +10,8 @@ import torch
 from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
 
 from stereocrafter.model_files import ModelFilesError
-from stereocrafter.svd_components import SVDComponents, load_svd_components
-from stereocrafter.svd_preprocess import (
+from stereocrafter.svd.svd_components import SVDComponents, load_svd_components
+from stereocrafter.svd.svd_preprocess import (
     clip_image_embeds,
     clip_pixels,
     encode_clip_chunks,

@@ -7,7 +7,7 @@ import weakref
 import pytest
 import torch
 
-from stereocrafter.temporal_chunks import (
+from stereocrafter.inpaint.temporal_chunks import (
     Chunk,
     ChunkAssembler,
     crossfade_weights,

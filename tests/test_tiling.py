@@ -7,7 +7,7 @@ import weakref
 import pytest
 import torch
 
-from stereocrafter.tiling import (
+from stereocrafter.inpaint.tiling import (
     TileGrid,
     auto_tile_counts,
     blend_tile_stream,

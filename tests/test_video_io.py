@@ -16,7 +16,7 @@ import torch
 
 from stereocrafter.__main__ import main
 from stereocrafter.convert import convert_video, depth_range
-from stereocrafter.video_io import SegmentWriter, VideoReadError, probe_video, read_frames
+from stereocrafter.video.video_io import SegmentWriter, VideoReadError, probe_video, read_frames
 
 #: Irregular frame times in milliseconds (a phone or screen recording that dropped and doubled frames).
 VFR_MS = [0, 33, 50, 100, 117, 200, 233, 240, 300, 400]
@@ -266,7 +266,7 @@ def test_short_segments_get_sane_decode_timestamps(tmp_path, codec, frames):
 def test_frames_held_as_8bit_come_back_bit_identical():
     """Every 8-bit level, converted as read_frames converts a decoded frame, survives the uint8 round trip the
     converter uses for the left views waiting for their inpainting."""
-    from stereocrafter.video_io import _to_float, frames_from_8bit, frames_to_8bit
+    from stereocrafter.video.video_io import _to_float, frames_from_8bit, frames_to_8bit
 
     pixels = np.arange(256 * 4 * 3, dtype=np.int64).reshape(16, 64, 3) % 256
     pixels = pixels.astype(np.uint8)

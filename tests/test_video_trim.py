@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from stereocrafter.convert import ConvertSettings, convert_video
-from stereocrafter.video_io import TrimWindow, VideoReadError, probe_video, read_frames
+from stereocrafter.video.video_io import TrimWindow, VideoReadError, probe_video, read_frames
 
 FRAMES, FPS = 70, 24
 

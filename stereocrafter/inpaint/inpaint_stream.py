@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..svd.lean_attention import lean_attention
 from .inpaint_pipeline import (
     Fit,
     InpaintSettings,
@@ -34,7 +35,6 @@ from .inpaint_pipeline import (
     composite,
     composite_alpha,
 )
-from .lean_attention import lean_attention
 from .temporal_chunks import Chunk, ChunkAssembler, final_frames, plan_chunks_in_shots
 
 logger = logging.getLogger(__name__)

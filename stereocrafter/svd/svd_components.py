@@ -17,7 +17,7 @@ import torch
 from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from .model_files import (
+from ..model_files import (
     DIFFUSERS_WEIGHTS,
     SVD_REPO,
     TRANSFORMERS_WEIGHTS,

@@ -36,11 +36,17 @@ import torch
 import torch.nn.functional as F
 from diffusers import EulerDiscreteScheduler
 
-from .frames_major_blocks import use_frames_major_blocks
+from ..svd.frames_major_blocks import use_frames_major_blocks
+from ..svd.single_key_attention import use_single_key_cross_attention
+from ..svd.svd_components import CLIP_MEAN, CLIP_STD, SVDComponents, load_svd_components
+from ..svd.svd_preprocess import (
+    clip_image_embeds,
+    iter_vae_decode,
+    module_device_dtype,
+    module_dtype,
+    vae_encode_chunks,
+)
 from .inpaint_unet import check_inpaint_unet, load_inpaint_unet
-from .single_key_attention import use_single_key_cross_attention
-from .svd_components import CLIP_MEAN, CLIP_STD, SVDComponents, load_svd_components
-from .svd_preprocess import clip_image_embeds, iter_vae_decode, module_device_dtype, module_dtype, vae_encode_chunks
 from .temporal_chunks import Chunk, SeamMode, plan_chunks
 from .tiling import TileMode, auto_tile_counts, blend_tile_stream, blend_tiles, more_tiles, plan_tiles
 
@@ -509,7 +515,7 @@ class StereoInpaintPipeline:
         compiles (about 3.5 minutes there). While compiled, ``lean_vae_attention`` is ignored: swapping the VAE's
         attention processors per chunk would fail the compiled decoder's guards and recompile it every time (on CUDA
         the default processor's memory-efficient attention needs no chunking)."""
-        from .compiled_svd import compile_unet_blocks, compile_vae
+        from ..svd.compiled_svd import compile_unet_blocks, compile_vae
 
         # diffusers' blocks, as measured for this pipeline compiled (frames_major_blocks were measured compiled for
         # video depth only); the eager frames-major decoder is swapped back before tracing.
@@ -609,7 +615,7 @@ class StereoInpaintPipeline:
         stream.finish()  # nothing is left: the push that completes the clip returns every frame
         return out
 
-    # -- the InpaintModel interface (stereocrafter/inpaint_model.py)
+    # -- the InpaintModel interface (stereocrafter/inpaint/inpaint_model.py)
 
     @classmethod
     def settings_from(cls, options: InpaintOptions) -> InpaintSettings:

@@ -45,22 +45,22 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from ..svd.lean_unet import DEFAULT_CHUNKS, use_lean_blocks
+from ..svd.single_key_attention import use_single_key_cross_attention
+from ..svd.svd_components import SVDComponents, load_svd_components
+from ..svd.svd_preprocess import (
+    clip_image_embeds,
+    module_dtype,
+    move_module,
+    vae_decode_chunk,
+    vae_encode_mode,
+)
 from .depthcrafter_unet import (
     DepthCrafterUNet,
     chunk_feed_forward,
     load_depthcrafter_unet,
     set_conv_memory_format,
     temporal_convs_as_2d,
-)
-from .lean_unet import DEFAULT_CHUNKS, use_lean_blocks
-from .single_key_attention import use_single_key_cross_attention
-from .svd_components import SVDComponents, load_svd_components
-from .svd_preprocess import (
-    clip_image_embeds,
-    module_dtype,
-    move_module,
-    vae_decode_chunk,
-    vae_encode_mode,
 )
 
 logger = logging.getLogger(__name__)
@@ -521,7 +521,7 @@ class VideoDepthPipeline:
             )
         self.compiled = compile
         if compile:
-            from .compiled_svd import compile_unet_blocks, compile_vae
+            from ..svd.compiled_svd import compile_unet_blocks, compile_vae
 
             compile_unet_blocks(unet)  # after chunk_feed_forward: it makes the chunking shareable between blocks
             compile_vae(components.vae)  # encoder and decoder, frames-major (see compiled_svd)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from diffusers import UNetSpatioTemporalConditionModel
 
-from .model_files import (
+from ..model_files import (
     DIFFUSERS_WEIGHTS,
     STEREOCRAFTER_REPO,
     ModelFilesError,

@@ -66,8 +66,8 @@ from .inpaint_pipeline import (
 from .inpaint_stream import check_saved_state
 
 if TYPE_CHECKING:
+    from ..memory_plan import Inpaint2Plan
     from .inpaint_model import InpaintOptions
-    from .memory_plan import Inpaint2Plan
 
 logger = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ def channels_last_video(x: torch.Tensor) -> torch.Tensor:
 def vae_tiles(vae: torch.nn.Module, tile: int | None) -> Iterator[None]:
     """Within the context the Wan VAE codes in ``tile`` px tiles (diffusers' ``enable_tiling``, stride 3/4 of the
     tile), or whole frames for None; the VAE's own tiling settings come back after (it may be shared)."""
-    from .memory_plan import sc2_vae_stride
+    from ..memory_plan import sc2_vae_stride
 
     names = ("use_tiling", "tile_sample_min_height", "tile_sample_min_width", "tile_sample_stride_height",
              "tile_sample_stride_width")  # fmt: skip
@@ -473,7 +473,7 @@ class StereoCrafter2Pipeline:
         """The memory plan for a stream of ``height × width`` frames (:func:`~.memory_plan.plan_inpaint2`): VAE
         tiling and tile counts for the GPU budget, with the transformer's placement as it is. Off CUDA there is no
         budget: the settings as asked (VAE tiled only for ``vae_tiling='on'``)."""
-        from .memory_plan import gpu_budget_bytes, module_bytes, plan_inpaint2
+        from ..memory_plan import gpu_budget_bytes, module_bytes, plan_inpaint2
 
         device = self.device
         budget = self.gpu_budget if self.gpu_budget is not None else gpu_budget_bytes(device)
@@ -530,7 +530,7 @@ class StereoCrafter2Pipeline:
         )
         return torch.cat([stream.push(frames, mask), stream.finish()])
 
-    # -- the InpaintModel interface (stereocrafter/inpaint_model.py)
+    # -- the InpaintModel interface (stereocrafter/inpaint/inpaint_model.py)
 
     @classmethod
     def settings_from(cls, options: InpaintOptions) -> Inpaint2Settings:
@@ -629,7 +629,7 @@ class StereoCrafter2Pipeline:
 
 
 def _budget(device: torch.device) -> int | None:
-    from .memory_plan import gpu_budget_bytes
+    from ..memory_plan import gpu_budget_bytes
 
     return gpu_budget_bytes(device)
 
@@ -892,7 +892,7 @@ class Inpaint2Stream:
         """:meth:`StereoCrafter2Pipeline._decode` with this stream's VAE tiles; on CUDA out-of-memory (``oom_retry``)
         decode again with smaller VAE tiles (the next smaller of :data:`~.memory_plan.SC2_VAE_TILES`), kept for the
         later chunks. The noise is not involved: the retry gives what a run planned with those tiles gives."""
-        from .memory_plan import SC2_VAE_TILES
+        from ..memory_plan import SC2_VAE_TILES
 
         while True:
             try:
@@ -1150,7 +1150,7 @@ def plan_offload(
     says whether to stream the blocks (exact plans first: resident, then offloaded; then the largest VAE tile that
     fits, resident before offloaded). None off CUDA. ``gpu_budget`` bytes; None =
     :func:`~.memory_plan.gpu_budget_bytes`."""
-    from .memory_plan import gpu_budget_bytes, module_bytes, plan_inpaint2
+    from ..memory_plan import gpu_budget_bytes, module_bytes, plan_inpaint2
 
     if device.type != "cuda":
         return None

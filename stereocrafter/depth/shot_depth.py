@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .scenes import Segment
+from ..video.scenes import Segment
 
 BINS = 4096
 DEFAULT_PERCENTILES = (0.5, 99.5)

@@ -24,7 +24,7 @@ from diffusers import UNetSpatioTemporalConditionModel
 from diffusers.models.attention import FeedForward
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
 
-from .model_files import (
+from ..model_files import (
     DEPTHCRAFTER_REPO,
     DIFFUSERS_WEIGHTS,
     build_module,

@@ -1,6 +1,6 @@
 """Loader of the CUDA forward-splatting kernel (``cuda_ext/``), compiled on first use.
 
-The kernel computes exactly what :func:`stereocrafter.splatting.splat_torch` computes (up to fp32
+The kernel computes exactly what :func:`stereocrafter.warp.splatting.splat_torch` computes (up to fp32
 rounding and the order of atomic additions) in one pass: one thread block per image row keeps the
 row's accumulators in shared memory. Rows wider than the GPU's shared memory allows (about 11000
 pixels on an H100, see :func:`max_width`) are handed to the PyTorch fallback by :func:`splat_cuda`.
@@ -28,7 +28,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 EXTENSION_NAME = "sc3d_splat"
-CUDA_EXT_DIR = Path(__file__).resolve().parent.parent / "cuda_ext"
+CUDA_EXT_DIR = Path(__file__).resolve().parents[2] / "cuda_ext"
 SOURCES = ("splat.cpp", "splat_kernel.cu")
 #: Set to 1 to never build or use the CUDA kernel.
 DISABLE_ENV = "SC3D_DISABLE_CUDA_EXT"

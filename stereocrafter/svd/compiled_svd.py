@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from diffusers.models.attention import FeedForward
 
-from .depthcrafter_unet import _row_chunked
+from ..depth.depthcrafter_unet import _row_chunked
 from .frames_major_blocks import use_frames_major_blocks
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def compile_vae(
             decode 2.37 -> 1.62 s, same 11.04 GiB peak).
         dynamic: ``torch.compile``'s ``dynamic``; False (default) compiles each shape on its own (64 s per decoder
             shape on the H100 machine); True compiled for more than 140 s there without finishing.
-        max_attention_elements: when set, install ONE :class:`~stereocrafter.lean_attention.QueryChunkedAttnProcessor`
+        max_attention_elements: when set, install ONE :class:`~.lean_attention.QueryChunkedAttnProcessor`
             with this bound in every attention of the VAE now (same math as the default processor). Callers must then
             not swap processors per call (e.g. the inpainting pipeline's ``lean_vae_attention`` context), which would
             recompile on every call. On CUDA the default processor already runs the head-dim-512 attention through
