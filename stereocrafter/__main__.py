@@ -474,7 +474,7 @@ def _inpaint2_stage(
 
 
 def _light_depth_stage(folder: Path, device: torch.device, dtype: torch.dtype, precision: str) -> DepthStage:
-    """Depth Anything per frame, stabilised over time (:mod:`.light_depth`), as the conversion's depth stage."""
+    """Depth Anything per frame, stabilised over time (:mod:`.depth.light_depth`), as the conversion's depth stage."""
     from .depth.light_depth import LightDepthPipeline, LightDepthSettings
 
     settings = LightDepthSettings()

@@ -4,11 +4,11 @@ Two passes over the input:
 
 1. Depth: a depth video given by the user, or DepthCrafter (:class:`DepthStage`) run over the whole clip with its
    sliding windows carried across chunks; estimated depth goes to a lossless 16-bit file in the work folder
-   (:mod:`.depth_file`), because the depth is normalised over the whole clip before splatting (as the reference
+   (:mod:`.video.depth_file`), because the depth is normalised over the whole clip before splatting (as the reference
    does) and that needs the last frame's depth before the first frame can be splatted.
 2. Stereo, per chunk of ``chunk_frames``: read the frames and the depth in lockstep → disparity with the clip's
    fixed depth range → forward splat → optional StereoCrafter inpainting (:class:`InpaintStage`, an
-   :class:`~.inpaint_stream.InpaintStream` whose temporal chunks and feedback frames carry across our chunks, so
+   :class:`~.inpaint.inpaint_stream.InpaintStream` whose temporal chunks and feedback frames carry across our chunks, so
    there is no seam) → pack (SBS/TB) or anaglyph → encode a segment file.
 
 Resumable: segments, the depth file, the inpainting state and ``progress.json`` live in ``OUTPUT.partial.d/``; a
@@ -167,7 +167,7 @@ class ConvertSettings:
     chunk_frames: int = 16
     codec: Codec = "h264"
     crf: int = 18
-    #: "shot": each shot's depth percentiles, eased across cuts (:mod:`.shot_depth`); "clip": the reference's
+    #: "shot": each shot's depth percentiles, eased across cuts (:mod:`.depth.shot_depth`); "clip": the reference's
     #: whole-clip min–max.
     depth_normalization: DepthNormalization = "shot"
     depth_percentiles: tuple[float, float] = (0.5, 99.5)
@@ -182,13 +182,13 @@ class ConvertSettings:
     #: per-shot depth range restart at each.
     detect_cuts: bool = True
     cut_threshold: float = 27.0
-    #: Segment encoding (:mod:`.encoders`): NVENC "auto" / "on" / "off", the pixel format (None: 4:2:0, 4:4:4 for
+    #: Segment encoding (:mod:`.video.encoders`): NVENC "auto" / "on" / "off", the pixel format (None: 4:2:0, 4:4:4 for
     #: anaglyphs, 10 bits for 10-bit sources).
     hw_encode: Hardware = "auto"
     pix_fmt: str | None = None
-    #: layout "vr180": the flat frame's horizontal field of view on the 180° canvas (:mod:`.spatial_media`).
+    #: layout "vr180": the flat frame's horizontal field of view on the 180° canvas (:mod:`.compose.spatial_media`).
     vr180_fov: float = 90.0
-    #: Without an inpainting stage: "fill" the holes from their background side (:mod:`.hole_fill`, no model) or
+    #: Without an inpainting stage: "fill" the holes from their background side (:mod:`.warp.hole_fill`, no model) or
     #: leave them "black".
     holes: HoleMode = "fill"
 
@@ -234,7 +234,7 @@ class ConvertSettings:
 
 @dataclass(frozen=True)
 class DepthStage:
-    """DepthCrafter (or :class:`~.light_depth.LightDepthPipeline`: any pipeline with ``stream`` and
+    """DepthCrafter (or :class:`~.depth.light_depth.LightDepthPipeline`: any pipeline with ``stream`` and
     ``num_progress_steps``) inside the conversion. ``load`` is called only when the depth pass runs (not on a resume
     after it), and the pipeline is released before the stereo pass. It returns the pipeline, or (pipeline, the
     settings to run with) when it fitted them to the GPU (``settings`` as asked stay in the job record). ``model_id``
@@ -247,7 +247,7 @@ class DepthStage:
 
 @dataclass(frozen=True)
 class InpaintStage:
-    """Inpainting of the splat's holes inside the conversion by any :class:`~.inpaint_model.InpaintModel`
+    """Inpainting of the splat's holes inside the conversion by any :class:`~.inpaint.inpaint_model.InpaintModel`
     (StereoCrafter or StereoCrafter2); ``load`` is called when the stereo pass starts and returns the model or
     (model, settings to run with), as :class:`DepthStage`; ``settings`` are the model's kind
     (``InpaintSettings`` / ``Inpaint2Settings``). ``model_id`` names the weights in the job record."""
@@ -590,7 +590,7 @@ def convert_video(
         overwrite: replace an existing file at the output (or convert this job's finished output again).
         scenes: the hard cuts (first frames of new shots, from the converted part's first frame) instead of
             detecting them (``settings.detect_cuts``); ``[]`` is one shot. The cuts used are kept in the job state
-            and written next to the output as ``<output stem>.scenes.json`` (:mod:`.scenes`).
+            and written next to the output as ``<output stem>.scenes.json`` (:mod:`.video.scenes`).
 
     Returns:
         The path of the finished output file.
@@ -1035,7 +1035,7 @@ def _take(pending: list[torch.Tensor], count: int) -> torch.Tensor:
 
 
 def segment_encoder(settings: ConvertSettings, ten_bit: bool) -> Encoder:
-    """The encoder of the job's segments (:func:`~.encoders.choose_encoder`, cached per process)."""
+    """The encoder of the job's segments (:func:`~.video.encoders.choose_encoder`, cached per process)."""
     anaglyph = settings.layout == "anaglyph"
     pix_fmt, hardware = settings.pix_fmt, settings.hw_encode
     return choose_encoder(settings.codec, settings.crf, ten_bit, pix_fmt, hardware, anaglyph=anaglyph)

@@ -3,7 +3,7 @@
 A film's shots are independent units of the converter (DepthCrafter's windows, StereoCrafter's chunks and the
 per-shot depth range restart at every cut), so parts made of whole shots convert independently with no seam:
 
-1. Plan (:func:`plan_parts`): the cuts (given, or detected once by :mod:`.scenes`) group consecutive whole shots
+1. Plan (:func:`plan_parts`): the cuts (given, or detected once by :mod:`.video.scenes`) group consecutive whole shots
    into parts of at least ``part_frames`` frames. The plan depends on the cuts and ``part_frames`` only, never on
    the number of workers, so one worker and eight give the same parts and the same output.
 2. Convert: each part is :func:`~.convert.convert_video` of the input's frames [start, end) (a :class:`TrimWindow`
@@ -12,7 +12,7 @@ per-shot depth range restart at every cut), so parts made of whole shots convert
    parent (:func:`convert_parallel`), or Ray actors on many machines (:func:`convert_with_ray`). Each worker loads
    its models once and keeps them for all its parts.
 3. Join: the parts' video packets, re-timed one after another, with the source's audio
-   (:func:`~.video_io.mux_segments`, no re-encoding), into ``OUTPUT``.
+   (:func:`~.video.video_io.mux_segments`, no re-encoding), into ``OUTPUT``.
 
 Resumable: a part file exists only when that part is complete (convert_video renames it at the end), and an
 unfinished part resumes after its last finished segment; a rerun of the same command redoes only what is missing.

@@ -455,24 +455,25 @@ class VideoDepthPipeline:
         offload: keep modules on the CPU and move each to the device only for its stage.
         channels_last: UNet 2-D conv weights in channels_last (measured slower on an H100: UNet 18.2 vs 14.1 s).
         compile: ``torch.compile`` the UNet's repeated blocks and the VAE encoder and decoder in place, with
-            :mod:`.frames_major_blocks` (speed lever for CUDA; see :mod:`.compiled_svd`): on an H200, 70 frames at
-            StereoCrafter's settings 0.314 -> 0.163 s/frame at 11.04 GiB, depth changed by fp16 rounding only (< 6e-3).
-            The first call of every new shape compiles (minutes). Applied after the other levers (``ff_chunk_rows``,
-            ``temporal_conv_2d``).
+            :mod:`stereocrafter.svd.frames_major_blocks` (speed lever for CUDA; see
+            :mod:`stereocrafter.svd.compiled_svd`): on an H200, 70 frames at StereoCrafter's settings 0.314 -> 0.163
+            s/frame at 11.04 GiB, depth changed by fp16 rounding only (< 6e-3). The first call of every new shape
+            compiles (minutes). Applied after the other levers (``ff_chunk_rows``, ``temporal_conv_2d``).
         ff_chunk_rows: run the UNet's feed-forwards on at most this many tokens at a time (memory lever, same math;
             see :func:`chunk_feed_forward`).
         temporal_conv_2d: run the temporal (3, 1, 1) Conv3d layers of the UNet and VAE as 2-D convolutions (same
             math; see :func:`temporal_convs_as_2d`). Patches the modules in place. Measured SLOWER on an H100
             (2.52 vs 2.13 ms for a [1, 320, 70, 72, 128] fp16 conv), so off by default.
         single_key_attention: compute the UNet's cross-attention to its one CLIP token as ``to_out(to_v(context))``
-            (same math, see :mod:`.single_key_attention`); False keeps diffusers' processor (the reference's kernels).
+            (same math, see :mod:`stereocrafter.svd.single_key_attention`); False keeps diffusers' processor (the
+            reference's kernels).
         unet_group_offload: keep the UNet's weights on the CPU and stream its blocks to the GPU one group at a time
             with diffusers' group offloading (prefetch on a side stream): for GPUs smaller than the UNet's 3 GB of
             fp16 weights plus a window's activations. Same math. CUDA only; not with ``compile``.
         lean_blocks: run the UNet's spatial ResNets and transformer blocks in this many pieces and its spatial/temporal
-            blends in place (same math; see :mod:`.lean_unet`): a 110-frame window's working memory 8.0 -> 7.07 GiB
-            at 1024x576 on an H200. None: diffusers' forwards. Not applied with ``compile`` (compiled
-            blocks share graphs by class; per-instance forwards would stop that).
+            blends in place (same math; see :mod:`stereocrafter.svd.lean_unet`): a 110-frame window's working memory 8.0
+            -> 7.07 GiB at 1024x576 on an H200. None: diffusers' forwards. Not applied with ``compile`` (compiled blocks
+            share graphs by class; per-instance forwards would stop that).
     """
 
     def __init__(

@@ -163,7 +163,7 @@ def frame_ranges(
 
 def normalize_per_frame(depth: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
     """Depth [n, H, W] → float32 0..1 with frame k normalised by ``bounds[k]`` = (low, high), clamped; a flat
-    range gives 0.5 (no parallax), as :func:`~.disparity.normalize_depth`."""
+    range gives 0.5 (no parallax), as :func:`~stereocrafter.warp.disparity.normalize_depth`."""
     low = bounds[:, 0].float().view(-1, 1, 1)
     span = (bounds[:, 1] - bounds[:, 0]).float().view(-1, 1, 1)
     flat = span <= 1e-12

@@ -426,11 +426,12 @@ class StereoInpaintPipeline:
         scheduler_config: SVD's ``scheduler_config.json`` (Euler, v-prediction, Karras).
         clip_mean, clip_std, clip_size: CLIP input normalisation.
         single_key_attention: compute the UNet's cross-attention to its one CLIP token as ``to_out(to_v(context))``
-            (same math, see :mod:`.single_key_attention`; installed on ``unet`` in place); False keeps diffusers'
-            processor, as the reference runs it.
-        frames_major_decoder: run the VAE's temporal decoder with :mod:`.frames_major_blocks` (installed on
-            ``vae.decoder`` in place; same math, fp16 rounding differs): 1.42x faster eager on an H200 but 1.75x the
-            memory per decoded pixel, so the automatic decode tiles are planned for that (more, smaller tiles).
+            (same math, see :mod:`stereocrafter.svd.single_key_attention`; installed on ``unet`` in place); False keeps
+            diffusers' processor, as the reference runs it.
+        frames_major_decoder: run the VAE's temporal decoder with :mod:`stereocrafter.svd.frames_major_blocks`
+            (installed on ``vae.decoder`` in place; same math, fp16 rounding differs): 1.42x faster eager on an H200 but
+            1.75x the memory per decoded pixel, so the automatic decode tiles are planned for that (more, smaller
+            tiles).
             False keeps diffusers' blocks, as the reference runs them.
 
     The modules may be anywhere; computation runs on the UNet's device (VAE and CLIP are expected there too —
@@ -510,11 +511,11 @@ class StereoInpaintPipeline:
 
     def compile(self) -> StereoInpaintPipeline:
         """``torch.compile`` the UNet's repeated blocks and the VAE's temporal decoder in place (see
-        :mod:`.compiled_svd`); returns self. A speed lever for CUDA: 1920x1024 in 2x2 tiles went from 1.072 to 0.656
-        s/frame on an H100, output changed by fp16 rounding only (max 1/255); the first chunk of every new shape
-        compiles (about 3.5 minutes there). While compiled, ``lean_vae_attention`` is ignored: swapping the VAE's
-        attention processors per chunk would fail the compiled decoder's guards and recompile it every time (on CUDA
-        the default processor's memory-efficient attention needs no chunking)."""
+        :mod:`stereocrafter.svd.compiled_svd`); returns self. A speed lever for CUDA: 1920x1024 in 2x2 tiles went from
+        1.072 to 0.656 s/frame on an H100, output changed by fp16 rounding only (max 1/255); the first chunk of every
+        new shape compiles (about 3.5 minutes there). While compiled, ``lean_vae_attention`` is ignored: swapping the
+        VAE's attention processors per chunk would fail the compiled decoder's guards and recompile it every time (on
+        CUDA the default processor's memory-efficient attention needs no chunking)."""
         from ..svd.compiled_svd import compile_unet_blocks, compile_vae
 
         # diffusers' blocks, as measured for this pipeline compiled (frames_major_blocks were measured compiled for
@@ -527,8 +528,8 @@ class StereoInpaintPipeline:
         return self
 
     def use_lean_vae_attention(self, settings: InpaintSettings) -> bool:
-        """Whether a chunk runs the VAE under :func:`~.lean_attention.lean_attention`: ``settings.lean_vae_attention``
-        unless the pipeline is compiled (see :meth:`compile`)."""
+        """Whether a chunk runs the VAE under :func:`~stereocrafter.svd.lean_attention.lean_attention`:
+        ``settings.lean_vae_attention`` unless the pipeline is compiled (see :meth:`compile`)."""
         if not settings.lean_vae_attention:
             return False
         if self.compiled:
