@@ -1,6 +1,6 @@
 """``torch.compile`` for the SVD networks, sized for this pack: compile the repeated blocks, not whole models.
 
-Measured on an H100 (bench/README.md, "Session 2026-11-25: profile and levers"): an eager UNet pass (70 frames,
+Measured on an H100 (session of 2026-11-25, in the git history of bench/README.md): an eager UNet pass (70 frames,
 1024x576) spends about half of its kernel time in unfused element-wise ops, GroupNorm/LayerNorm and layout copies,
 the temporal VAE decoder about 80 %. Inductor fuses those: UNet pass 951 -> 663 ms (:func:`compile_unet_blocks`,
 147 s to compile on a cold cache; the whole-model compile had not finished after 110 s), decode of 8 frames

@@ -1,6 +1,6 @@
 """SVD building blocks rewritten for ``torch.compile``: no layout permutes, GroupNorm statistics in two stages.
 
-Why (measured on an H200, bench/README.md "Frames-major compiled blocks"): Inductor compiles diffusers' blocks into a
+Why (measured on an H200, the git history of bench/README.md): Inductor compiles diffusers' blocks into a
 few very slow kernels. ``SpatioTemporalResBlock`` permutes its frames-major [B·T, C, H, W] activations to [B, C, T, H,
 W] for the temporal ResNet (GroupNorm over C/G × T × H × W, a (3, 1, 1) ``Conv3d``) and back; and every ``nn.GroupNorm``
 becomes ONE reduction per (sample, group) row, fused with the pass that applies it. A batch-1 clip's temporal norm has
