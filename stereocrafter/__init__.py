@@ -42,6 +42,7 @@ _LAZY = {
     "StereoCrafter2Pipeline": "inpaint.inpaint2_pipeline",
     "load_stereocrafter2": "inpaint.inpaint2_pipeline",
     "load_svd_components": "svd.svd_components",
+    "fill_holes": "warp.hole_fill",
     "ConvertSettings": "convert",
     "convert_video": "convert",
 }
@@ -68,6 +69,7 @@ __all__ = [
     "WarpSettings",
     "convert_video",
     "depth_to_disparity",
+    "fill_holes",
     "forward_splat",
     "load_stereocrafter2",
     "load_svd_components",
